@@ -1,0 +1,264 @@
+//! The skiff executable as people run it: help, version, and the clear, harmless failures
+//! of `skiff server` on bad datastore input.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn skiff() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+}
+
+/// Runs skiff to completion; every run here is expected to end by itself quickly.
+fn run(args: &[&str]) -> Output {
+    let mut child = skiff()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run skiff");
+    for _ in 0..300 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("skiff {args:?} did not finish within 30 s");
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A running `skiff server`, stopped by its process id when dropped.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = skiff()
+            .arg("server")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start skiff server");
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `text`.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no log line with {text:?}; seen:\n{}", self.seen.join("\n"));
+    }
+
+    /// Sends SIGTERM and returns whether it exited successfully.
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.seen.push(line);
+                }
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("skiff server did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join("server").join("db").join("state.db")
+}
+
+#[test]
+fn help_lists_the_subcommands_and_version_prints() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("server"), "{text}");
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("skiff {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_bad_endpoint_names_the_flag_and_the_accepted_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = run(&[
+        "server",
+        "--data-dir",
+        data,
+        "--datastore-endpoint",
+        "mysql://db",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--datastore-endpoint"), "{err}");
+    assert!(
+        err.contains("sqlite://PATH") && err.contains("etcd://"),
+        "{err}"
+    );
+    assert!(!db_path(dir.path()).exists(), "nothing was created");
+}
+
+#[test]
+fn a_corrupt_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(dir.path());
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let garbage: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap();
+    let out = run(&["server", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(db.to_str().unwrap()), "{err}");
+    assert!(err.contains("not an SQLite database"), "{err}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is unchanged"
+    );
+}
+
+#[test]
+fn a_database_in_use_is_refused_and_sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut first = Server::start(&["--data-dir", data]);
+    first.wait_for("Server is running");
+    let out = run(&["server", "--data-dir", data]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(err.contains(db_path(dir.path()).to_str().unwrap()), "{err}");
+    assert!(first.terminate(), "a clean stop exits 0");
+    assert!(
+        first.seen.iter().any(|l| l.contains("Datastore closed")),
+        "{:?}",
+        first.seen
+    );
+    // Now the database is free again.
+    let mut again = Server::start(&["--data-dir", data]);
+    again.wait_for("Server is running");
+    assert!(again.terminate());
+}
+
+#[test]
+fn an_unreachable_etcd_is_named_and_retried_until_shutdown() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("etcd://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server = Server::start(&["--data-dir", data, "--datastore-endpoint", &endpoint]);
+    server.wait_for("Cannot reach etcd");
+    server.wait_for("Cannot reach etcd");
+    assert!(server
+        .seen
+        .iter()
+        .any(|l| l.contains(&format!("127.0.0.1:{port}"))));
+    assert!(
+        !server.terminate(),
+        "giving up on the datastore is a failure"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted even when the test fails.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn remount_read_only(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_database_on_a_read_only_disk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(dir.path(), "16m");
+    let data = dir.path().to_str().unwrap();
+    let mut server = Server::start(&["--data-dir", data]);
+    server.wait_for("Server is running");
+    assert!(server.terminate());
+    let before = std::fs::read(db_path(dir.path())).unwrap();
+    fs.remount_read_only();
+    let out = run(&["server", "--data-dir", data]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(db_path(dir.path()).to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("Read-only file system") || err.contains("read-only"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(db_path(dir.path())).unwrap(), before);
+}
