@@ -33,7 +33,7 @@ pub use endpoint::{Endpoint, TlsFiles};
 pub type Revision = i64;
 
 /// The state of one key at one revision.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyValue {
     /// The full key, for example `/registry/pods/default/web-1`.
     pub key: String,
@@ -43,6 +43,26 @@ pub struct KeyValue {
     pub create_revision: Revision,
     /// The revision of the write that produced this state.
     pub mod_revision: Revision,
+}
+
+impl std::fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values can be large: show their size and a short, readable start.
+        let shown = &self.value[..self.value.len().min(32)];
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .field(
+                "value",
+                &format_args!(
+                    "{} bytes {:?}",
+                    self.value.len(),
+                    String::from_utf8_lossy(shown)
+                ),
+            )
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .finish()
+    }
 }
 
 /// What happened to a key.

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmarks. Usage: scripts/bench.sh [store] [--quick]
+# Prints a table; keep the latest one, the command and the machine in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+what=${1:-store}
+[ $# -gt 0 ] && shift
+case "$what" in
+  store) cargo bench --quiet --bench store -- "$@" ;;
+  *) echo "bench: unknown benchmark '$what' (known: store)" >&2; exit 2 ;;
+esac
