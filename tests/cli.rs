@@ -7,6 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod support;
+use support::Tmpfs;
+
 fn skiff() -> Command {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
 }
@@ -210,36 +213,6 @@ fn an_unreachable_etcd_is_named_and_retried_until_shutdown() {
         !server.terminate(),
         "giving up on the datastore is a failure"
     );
-}
-
-/// A tmpfs mounted for one test, unmounted even when the test fails.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        Tmpfs(dir.to_path_buf())
-    }
-
-    fn remount_read_only(&self) {
-        let status = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.0)
-            .status()
-            .expect("run mount");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

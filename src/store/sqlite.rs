@@ -11,6 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
@@ -18,8 +19,15 @@ use super::local::{Engine, LocalBackend, Opened, Range, Reader, Row};
 use super::{Result, Revision, StoreError};
 
 const NAME: &str = "sqlite";
-/// Past this size the WAL is checkpointed and truncated while the writer is idle.
+/// Past this size the WAL is checkpointed and truncated, even under a steady stream of
+/// readers that would keep SQLite's automatic checkpoints from ever restarting it.
 const WAL_LIMIT: u64 = 64 << 20;
+/// How long a truncating checkpoint waits for readers.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(100);
+/// At most one truncation attempt per this interval.
+const TRUNCATE_EVERY: Duration = Duration::from_millis(500);
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
@@ -44,8 +52,13 @@ pub(crate) type SqliteBackend = LocalBackend<SqliteReader>;
 
 /// Opens (creating if needed) the database at `path`.
 pub(crate) async fn open(path: &Path) -> Result<SqliteBackend> {
+    open_with(path, WAL_LIMIT).await
+}
+
+/// Opens the database at `path`, truncating the WAL whenever it passes `wal_limit` bytes.
+pub(crate) async fn open_with(path: &Path, wal_limit: u64) -> Result<SqliteBackend> {
     let path = path.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || open_blocking(&path))
+    let opened = tokio::task::spawn_blocking(move || open_blocking(&path, wal_limit))
         .await
         .map_err(|e| StoreError::backend(NAME, e))??;
     LocalBackend::start(NAME, opened)
@@ -73,7 +86,7 @@ fn describe(err: &rusqlite::Error) -> String {
     }
 }
 
-fn open_blocking(path: &Path) -> Result<Opened<SqliteEngine, SqliteReader>> {
+fn open_blocking(path: &Path, wal_limit: u64) -> Result<Opened<SqliteEngine, SqliteReader>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| open_error(path, format!("create directory {}: {e}", dir.display())))?;
@@ -96,7 +109,7 @@ fn open_blocking(path: &Path) -> Result<Opened<SqliteEngine, SqliteReader>> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| open_error(path, describe(&e)))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, describe(&e)))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -133,7 +146,9 @@ fn open_blocking(path: &Path) -> Result<Opened<SqliteEngine, SqliteReader>> {
     Ok(Opened {
         engine: SqliteEngine {
             conn,
-            path: path.to_path_buf(),
+            wal: wal_path(path),
+            wal_limit,
+            last_truncate: None,
             _lock: lock,
         },
         reader,
@@ -166,8 +181,16 @@ fn db_err(err: rusqlite::Error) -> StoreError {
 /// The writer's connection.
 pub struct SqliteEngine {
     conn: Connection,
-    path: PathBuf,
+    wal: PathBuf,
+    wal_limit: u64,
+    last_truncate: Option<Instant>,
     _lock: File,
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 impl SqliteEngine {
@@ -254,24 +277,30 @@ impl Engine for SqliteEngine {
             .map_err(db_err)
     }
 
-    fn idle(&mut self) {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        if size > WAL_LIMIT {
-            // Waits (busy timeout) for readers to leave the WAL, then empties it.
-            match self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    r.get::<_, i64>(0)
-                }) {
-                Ok(0) => tracing::debug!(bytes = size, "Truncated the SQLite WAL."),
-                Ok(_) => tracing::warn!(
-                    bytes = size,
-                    "The SQLite WAL could not be truncated: readers held it; trying again later."
-                ),
-                Err(err) => tracing::warn!(error = %err, "SQLite WAL checkpoint failed."),
-            }
+    fn maintain(&mut self) {
+        let due = self
+            .last_truncate
+            .is_none_or(|at| at.elapsed() >= TRUNCATE_EVERY);
+        if !due {
+            return;
+        }
+        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+        if size <= self.wal_limit {
+            return;
+        }
+        self.last_truncate = Some(Instant::now());
+        // Wait only briefly for readers to leave the WAL: a long wait would stall writes
+        // (k3s users have seen 30 s checkpoint stalls expire leases). If a reader still holds
+        // it, the next attempt comes a moment later.
+        let _ = self.conn.busy_timeout(TRUNCATE_WAIT);
+        let outcome = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        match outcome {
+            Ok(0) => tracing::debug!(bytes = size, "Truncated the SQLite WAL."),
+            Ok(_) => tracing::debug!(bytes = size, "Readers held the SQLite WAL; truncating it later."),
+            Err(err) => tracing::warn!(error = %describe(&err), "SQLite WAL checkpoint failed."),
         }
     }
 }
@@ -289,7 +318,7 @@ impl SqliteReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open_error(&self.path, describe(&e)))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db_err)?;
         Ok(conn)
     }
@@ -416,3 +445,6 @@ impl Reader for SqliteReader {
         Ok(total)
     }
 }
+
+#[cfg(test)]
+mod tests;

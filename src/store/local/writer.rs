@@ -37,8 +37,8 @@ pub(crate) trait Engine: Send + 'static {
     /// The lowest revision stored, if any.
     fn first_revision(&mut self) -> Result<Option<Revision>>;
 
-    /// Work to do when the writer is idle (a WAL checkpoint, say).
-    fn idle(&mut self) {}
+    /// Upkeep after each batch and whenever the writer falls idle (a WAL checkpoint, say).
+    fn maintain(&mut self) {}
 }
 
 /// A compaction in progress.
@@ -62,7 +62,7 @@ pub(crate) fn run<E: Engine>(mut engine: E, mut rx: mpsc::Receiver<Request>, sha
             match rx.try_recv() {
                 Ok(req) => Some(req),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    engine.idle();
+                    engine.maintain();
                     match rx.blocking_recv() {
                         Some(req) => Some(req),
                         None => break,
@@ -89,6 +89,7 @@ pub(crate) fn run<E: Engine>(mut engine: E, mut rx: mpsc::Receiver<Request>, sha
             }
             if !writes.is_empty() {
                 commit_batch(&mut engine, &shared, writes);
+                engine.maintain();
             }
             if let Some(reply) = close {
                 drop(engine);
