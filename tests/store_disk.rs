@@ -14,7 +14,9 @@ async fn open(endpoint: &Endpoint) -> std::sync::Arc<dyn store::Backend> {
         endpoint: endpoint.clone(),
         tls: TlsFiles::default(),
     };
-    store::open(&config, &CancellationToken::new()).await.expect("open")
+    store::open(&config, &CancellationToken::new())
+        .await
+        .expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,7 +96,50 @@ impl Compactor {
 
 #[cfg(test)]
 mod tests {
-    use super::target;
+    use std::time::Duration;
+
+    use super::{target, Compactor, CompactorConfig};
+    use crate::store::conformance::{bounded, Harness, Local};
+    use crate::store::{ListRequest, StoreError};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_compactor_bounds_history_and_keeps_the_latest_state() {
+        bounded(async {
+            let s = Local::sqlite().open().await;
+            let mut rev = s.create("/registry/churn", vec![0], None).await.unwrap();
+            let config = CompactorConfig {
+                interval: Duration::from_millis(100),
+                min_retain: 50,
+            };
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(Compactor::new(s.clone(), config).run(shutdown.clone()));
+            for i in 0..500u32 {
+                rev = s
+                    .update("/registry/churn", i.to_be_bytes().to_vec(), rev, None)
+                    .await
+                    .unwrap()
+                    .mod_revision;
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            shutdown.cancel();
+            task.await.unwrap().unwrap();
+            let compacted = s.compacted_revision().await.unwrap();
+            assert!(
+                compacted > 1 && compacted <= rev - 50,
+                "compacted to {compacted} of {rev}"
+            );
+            assert!(matches!(
+                s.get("/registry/churn", 2).await,
+                Err(StoreError::Compacted { .. })
+            ));
+            let list = s.list(&ListRequest::prefix("/registry/")).await.unwrap();
+            assert_eq!(list.kvs[0].value, 499u32.to_be_bytes().to_vec());
+        })
+        .await;
+    }
 
     #[test]
     fn compaction_keeps_one_interval_and_the_minimum() {

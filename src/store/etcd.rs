@@ -500,3 +500,6 @@ fn watch_batch(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

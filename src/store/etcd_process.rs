@@ -12,6 +12,22 @@ pub struct EtcdProcess {
     data_dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    tls: Option<EtcdTls>,
+}
+
+/// Certificates for an etcd that serves TLS and requires client certificates.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// The CA that signed both the serving and the client certificate.
+    pub ca_file: PathBuf,
+    /// etcd's serving certificate (with 127.0.0.1 among its names).
+    pub cert_file: PathBuf,
+    /// Its key.
+    pub key_file: PathBuf,
+    /// A client certificate signed by the CA, used to check that etcd answers.
+    pub client_cert_file: PathBuf,
+    /// Its key.
+    pub client_key_file: PathBuf,
 }
 
 /// Errors starting etcd.
@@ -46,19 +62,30 @@ fn free_port() -> Result<u16, EtcdProcessError> {
 impl EtcdProcess {
     /// Starts etcd with its data under `data_dir` and waits until it answers.
     pub async fn start(data_dir: &Path) -> Result<Self, EtcdProcessError> {
+        Self::start_with(data_dir, None).await
+    }
+
+    /// Starts etcd serving TLS to clients, which must present a certificate.
+    pub async fn start_tls(data_dir: &Path, tls: EtcdTls) -> Result<Self, EtcdProcessError> {
+        Self::start_with(data_dir, Some(tls)).await
+    }
+
+    async fn start_with(data_dir: &Path, tls: Option<EtcdTls>) -> Result<Self, EtcdProcessError> {
         let mut etcd = EtcdProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
             client_port: free_port()?,
             peer_port: free_port()?,
+            tls,
         };
         etcd.spawn().await?;
         Ok(etcd)
     }
 
-    /// The client endpoint, `http://127.0.0.1:PORT`.
+    /// The client endpoint, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// etcd's process id, while it runs.
@@ -81,7 +108,7 @@ impl EtcdProcess {
     }
 
     async fn spawn(&mut self) -> Result<(), EtcdProcessError> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log_path = self.data_dir.join("etcd.log");
         let log = std::fs::OpenOptions::new()
@@ -89,7 +116,17 @@ impl EtcdProcess {
             .append(true)
             .open(&log_path)
             .map_err(EtcdProcessError::Spawn)?;
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        let mut options = None;
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert_file.display()))
+                .arg(format!("--key-file={}", tls.key_file.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca_file.display()))
+                .arg("--client-cert-auth");
+            options = Some(client_tls(tls).map_err(EtcdProcessError::Spawn)?);
+        }
+        let child = command
             .arg("--name=skiff-test")
             .arg(format!(
                 "--data-dir={}",
@@ -110,7 +147,8 @@ impl EtcdProcess {
         let started = Instant::now();
         let limit = Duration::from_secs(30);
         while started.elapsed() < limit {
-            if let Ok(mut c) = etcd_client::Client::connect([client.as_str()], None).await {
+            let connected = etcd_client::Client::connect([client.as_str()], options.clone()).await;
+            if let Ok(mut c) = connected {
                 if c.status().await.is_ok() {
                     return Ok(());
                 }
@@ -123,6 +161,16 @@ impl EtcdProcess {
             log: log_path.display().to_string(),
         })
     }
+}
+
+fn client_tls(tls: &EtcdTls) -> std::io::Result<etcd_client::ConnectOptions> {
+    let ca = std::fs::read(&tls.ca_file)?;
+    let cert = std::fs::read(&tls.client_cert_file)?;
+    let key = std::fs::read(&tls.client_key_file)?;
+    let options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(ca))
+        .identity(etcd_client::Identity::from_pem(cert, key));
+    Ok(etcd_client::ConnectOptions::new().with_tls(options))
 }
 
 impl Drop for EtcdProcess {

@@ -295,11 +295,16 @@ impl Engine for SqliteEngine {
         let _ = self.conn.busy_timeout(TRUNCATE_WAIT);
         let outcome = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
         let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         match outcome {
             Ok(0) => tracing::debug!(bytes = size, "Truncated the SQLite WAL."),
-            Ok(_) => tracing::debug!(bytes = size, "Readers held the SQLite WAL; truncating it later."),
+            Ok(_) => tracing::debug!(
+                bytes = size,
+                "Readers held the SQLite WAL; truncating it later."
+            ),
             Err(err) => tracing::warn!(error = %describe(&err), "SQLite WAL checkpoint failed."),
         }
     }
@@ -318,8 +323,7 @@ impl SqliteReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| open_error(&self.path, describe(&e)))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         Ok(conn)
     }
 

@@ -35,7 +35,10 @@ async fn wal_stays_bounded_under_constant_reads() {
         // 24 MiB of 4 KiB values: six times the limit.
         let mut largest = 0;
         for i in 0..6000 {
-            store.create(&format!("/registry/wal/{i:05}"), vec![b'w'; 4096], None).await.unwrap();
+            store
+                .create(&format!("/registry/wal/{i:05}"), vec![b'w'; 4096], None)
+                .await
+                .unwrap();
             largest = largest.max(std::fs::metadata(wal_path(&path)).map_or(0, |m| m.len()));
         }
         stop.store(true, Ordering::Relaxed);
@@ -45,7 +48,10 @@ async fn wal_stays_bounded_under_constant_reads() {
         }
         assert!(lists > 10, "the readers ran ({lists} lists)");
         // One batch may pass the limit before the writer truncates the WAL.
-        assert!(largest < 2 * limit, "the WAL grew to {largest} bytes (limit {limit})");
+        assert!(
+            largest < 2 * limit,
+            "the WAL grew to {largest} bytes (limit {limit})"
+        );
         assert_eq!(store.count("/registry/wal/").await.unwrap().1, 6000);
     })
     .await;
@@ -58,23 +64,37 @@ async fn wal_is_truncated_after_a_long_reader_leaves() {
         let path = dir.path().join("state.db");
         let limit = 1 << 20;
         let store: Arc<dyn Backend> = Arc::new(open_with(&path, limit).await.unwrap());
-        store.create("/registry/x/first", vec![1], None).await.unwrap();
+        store
+            .create("/registry/x/first", vec![1], None)
+            .await
+            .unwrap();
         // A reader that keeps one snapshot open, so no checkpoint can restart the WAL.
         let reader = rusqlite::Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
-        let n: i64 = reader.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0)).unwrap();
+        let n: i64 = reader
+            .query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 1);
         for i in 0..1000 {
-            store.create(&format!("/registry/x/{i:04}"), vec![b'x'; 4096], None).await.unwrap();
+            store
+                .create(&format!("/registry/x/{i:04}"), vec![b'x'; 4096], None)
+                .await
+                .unwrap();
         }
         let held = std::fs::metadata(wal_path(&path)).unwrap().len();
-        assert!(held > 2 * limit, "the held reader let the WAL grow ({held} bytes)");
+        assert!(
+            held > 2 * limit,
+            "the held reader let the WAL grow ({held} bytes)"
+        );
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
         // Writes go on; the writer truncates the WAL once the reader is gone.
         let mut i = 0;
         let size = loop {
-            store.create(&format!("/registry/x/after-{i:04}"), vec![b'y'; 64], None).await.unwrap();
+            store
+                .create(&format!("/registry/x/after-{i:04}"), vec![b'y'; 64], None)
+                .await
+                .unwrap();
             let size = std::fs::metadata(wal_path(&path)).unwrap().len();
             if size <= limit || i == 2000 {
                 break size;
