@@ -351,20 +351,11 @@ impl Backend for EtcdBackend {
         let mut stream = c.watch(prefix, Some(opts)).await.map_err(|e| self.err(e))?;
         // The first answer says whether the watch was created or refused.
         let first = stream.message().await.map_err(|e| self.err(e))?;
-        if let Some(resp) = &first {
-            if resp.canceled() {
-                return Err(if resp.compact_revision() > 0 {
-                    StoreError::Compacted {
-                        requested: start_revision,
-                        compacted: resp.compact_revision(),
-                    }
-                } else {
-                    StoreError::Etcd {
-                        endpoint: self.endpoint.to_string(),
-                        message: format!("watch refused: {}", resp.cancel_reason()),
-                    }
-                });
-            }
+        if let Some(err) = first
+            .as_ref()
+            .and_then(|resp| cancelled(resp, start_revision, &self.endpoint))
+        {
+            return Err(err);
         }
         let (tx, watch) = Watch::channel(WATCH_BUFFER);
         let endpoint = self.endpoint.clone();
@@ -460,24 +451,36 @@ impl Backend for EtcdBackend {
     }
 }
 
+/// The error of a watch response that ends the watch, if it does.
+fn cancelled(
+    resp: &etcd_client::WatchResponse,
+    start_revision: Revision,
+    endpoint: &str,
+) -> Option<StoreError> {
+    if !resp.canceled() {
+        return None;
+    }
+    Some(if resp.compact_revision() > 0 {
+        StoreError::Compacted {
+            requested: start_revision,
+            compacted: resp.compact_revision(),
+        }
+    } else {
+        StoreError::Etcd {
+            endpoint: endpoint.to_string(),
+            message: format!("watch cancelled: {}", resp.cancel_reason()),
+        }
+    })
+}
+
 /// The events of one etcd watch response, or the error that ends the watch.
 fn watch_batch(
     resp: &etcd_client::WatchResponse,
     start_revision: Revision,
     endpoint: &str,
 ) -> Result<Vec<Event>> {
-    if resp.canceled() {
-        return Err(if resp.compact_revision() > 0 {
-            StoreError::Compacted {
-                requested: start_revision,
-                compacted: resp.compact_revision(),
-            }
-        } else {
-            StoreError::Etcd {
-                endpoint: endpoint.to_string(),
-                message: format!("watch cancelled: {}", resp.cancel_reason()),
-            }
-        });
+    if let Some(err) = cancelled(resp, start_revision, endpoint) {
+        return Err(err);
     }
     resp.events()
         .iter()
