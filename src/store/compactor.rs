@@ -105,7 +105,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_compactor_bounds_history_and_keeps_the_latest_state() {
         bounded(async {
-            let s = Local::sqlite().open().await;
+            let harness = Local::sqlite();
+            let s = harness.open().await;
             let mut rev = s.create("/registry/churn", vec![0], None).await.unwrap();
             let config = CompactorConfig {
                 interval: Duration::from_millis(100),
