@@ -5,6 +5,7 @@
 //! key's mod revision, watches are etcd watches with previous values, times to live are
 //! etcd leases, compaction is etcd's. etcd's revision is the store's revision.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ pub struct EtcdBackend {
     kv: KvClient,
     watch: WatchClient,
     endpoint: Arc<str>,
+    /// The highest compaction point seen: from our compactions, from watches refused below
+    /// it, or from one probe at the first question.
+    compacted: Arc<AtomicI64>,
+    probed: Arc<AtomicBool>,
 }
 
 /// What an etcd error means for the caller.
@@ -65,6 +70,15 @@ fn convert(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
     })
+}
+
+/// The first key of a prefix range: etcd refuses an empty key, so "" starts at NUL.
+fn range_start(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "\0".to_string()
+    } else {
+        prefix.to_string()
+    }
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
@@ -103,6 +117,8 @@ impl EtcdBackend {
                             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
                             client,
                             endpoint,
+                            compacted: Arc::new(AtomicI64::new(0)),
+                            probed: Arc::new(AtomicBool::new(false)),
                         });
                     }
                     Err(err) => Some(err),
@@ -247,7 +263,7 @@ impl Backend for EtcdBackend {
     async fn list(&self, req: &ListRequest) -> Result<ListResult> {
         let start = match &req.start_key {
             Some(s) if s.as_str() > req.prefix.as_str() => s.clone(),
-            _ => req.prefix.clone(),
+            _ => range_start(&req.prefix),
         };
         let end = prefix_end(&req.prefix).unwrap_or_else(|| vec![0]);
         let opts = GetOptions::new()
@@ -273,7 +289,10 @@ impl Backend for EtcdBackend {
         let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
         let opts = GetOptions::new().with_range(end).with_count_only();
         let mut c = self.kv.clone();
-        let resp = c.get(prefix, Some(opts)).await.map_err(|e| self.err(e))?;
+        let resp = c
+            .get(range_start(prefix), Some(opts))
+            .await
+            .map_err(|e| self.err(e))?;
         Ok((header_revision(resp.header()), resp.count().max(0) as u64))
     }
 
@@ -348,7 +367,10 @@ impl Backend for EtcdBackend {
             .with_prev_key()
             .with_start_revision(start_revision);
         let mut c = self.watch.clone();
-        let mut stream = c.watch(prefix, Some(opts)).await.map_err(|e| self.err(e))?;
+        let mut stream = c
+            .watch(range_start(prefix), Some(opts))
+            .await
+            .map_err(|e| self.err(e))?;
         // The first answer says whether the watch was created or refused.
         let first = stream.message().await.map_err(|e| self.err(e))?;
         if let Some(err) = first
@@ -372,7 +394,16 @@ impl Backend for EtcdBackend {
                         };
                         match next {
                             Ok(Some(resp)) => resp,
-                            Ok(None) => return,
+                            Ok(None) => {
+                                let message = "etcd closed the watch stream".to_string();
+                                let _ = tx
+                                    .send(Err(StoreError::Etcd {
+                                        endpoint: endpoint.to_string(),
+                                        message,
+                                    }))
+                                    .await;
+                                return;
+                            }
                             Err(err) => {
                                 let message = format!("watch failed: {err}");
                                 let _ = tx
@@ -406,7 +437,10 @@ impl Backend for EtcdBackend {
         let mut c = self.kv.clone();
         let opts = etcd_client::CompactionOptions::new().with_physical();
         match c.compact(revision, Some(opts)).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.compacted.fetch_max(revision, Ordering::AcqRel);
+                Ok(())
+            }
             Err(err) => Err(self.revision_err(err, revision).await),
         }
     }
@@ -419,6 +453,27 @@ impl Backend for EtcdBackend {
     }
 
     async fn compacted_revision(&self) -> Result<Revision> {
+        if !self.probed.swap(true, Ordering::AcqRel) {
+            let probed = self.probe_compacted().await?;
+            self.compacted.fetch_max(probed, Ordering::AcqRel);
+        }
+        Ok(self.compacted.load(Ordering::Acquire))
+    }
+
+    async fn db_size(&self) -> Result<u64> {
+        let mut c = self.client.maintenance_client();
+        let status = c.status().await.map_err(|e| self.err(e))?;
+        Ok(status.db_size().max(0) as u64)
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl EtcdBackend {
+    /// Asks etcd for its compaction point; costly on a long history, so done once.
+    async fn probe_compacted(&self) -> Result<Revision> {
         // etcd tells the compaction point only to a watch that starts below it: first the
         // watch is created, then, at etcd's next sync of slow watchers (every 100 ms), it is
         // cancelled with the compaction point. A watch still open after that wait starts at
@@ -438,16 +493,6 @@ impl Backend for EtcdBackend {
             }
         }
         Ok(0)
-    }
-
-    async fn db_size(&self) -> Result<u64> {
-        let mut c = self.client.maintenance_client();
-        let status = c.status().await.map_err(|e| self.err(e))?;
-        Ok(status.db_size().max(0) as u64)
-    }
-
-    async fn close(&self) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -153,12 +153,13 @@ pub enum StoreError {
         /// The key.
         key: String,
     },
-    /// The requested revision has been compacted away.
+    /// The requested revision has been compacted away. Reads at the compaction point still
+    /// work; reads below it, and watches that start at or below it, do not.
     #[error("required revision {requested} has been compacted (oldest available: {compacted})")]
     Compacted {
         /// The revision asked for.
         requested: Revision,
-        /// The compaction point: revisions at or below it are gone.
+        /// The compaction point.
         compacted: Revision,
     },
     /// The requested revision is newer than the store.

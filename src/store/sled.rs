@@ -255,6 +255,8 @@ impl Engine for SledEngine {
     const NAME: &'static str = NAME;
 
     fn latest(&mut self, key: &str) -> Result<Option<Row>> {
+        // After a failed flush, what sled holds in memory is not what was acknowledged.
+        self.check_poisoned()?;
         match self.trees.latest_rev(key.as_bytes(), Revision::MAX - 1)? {
             Some(rev) => self.trees.row(rev),
             None => Ok(None),

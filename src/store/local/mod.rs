@@ -164,6 +164,19 @@ impl Shared {
         }
         Ok(requested)
     }
+
+    /// Checks, after a read at `at`, that no compaction started meanwhile removed rows the
+    /// read needed: compaction publishes its target before deleting anything.
+    fn still_readable(&self, at: Revision) -> Result<()> {
+        let compacted = self.compacted.load(Ordering::Acquire);
+        if at < compacted {
+            return Err(StoreError::Compacted {
+                requested: at,
+                compacted,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A write as the callers ask for it.
@@ -293,6 +306,8 @@ impl<R: Reader> LocalBackend<R> {
                     }
                     Err(_) => return,
                 };
+                // Queue every delete first, so they share group commits, then wait.
+                let mut replies = Vec::with_capacity(expired.len());
                 for (key, revision) in expired {
                     let (tx, rx) = oneshot::channel();
                     let op = WriteOp::Delete {
@@ -302,6 +317,9 @@ impl<R: Reader> LocalBackend<R> {
                     if requests.send(Request::Write(op, tx)).await.is_err() {
                         return;
                     }
+                    replies.push(rx);
+                }
+                for rx in replies {
                     // A conflict means the key was written again meanwhile: it lives on.
                     if let Ok(Err(err @ StoreError::Backend { .. })) = rx.await {
                         tracing::warn!(backend = name, error = %err, "Could not delete an expired key.");
@@ -343,6 +361,7 @@ impl<R: Reader> Backend for LocalBackend<R> {
         let at = self.shared.read_revision(revision)?;
         let key = key.to_string();
         let row = self.read(move |r| r.get(&key, at)).await?;
+        self.shared.still_readable(at)?;
         Ok((at, row.filter(|row| !row.deleted).map(|row| row.kv())))
     }
 
@@ -352,6 +371,7 @@ impl<R: Reader> Backend for LocalBackend<R> {
         let limit = req.limit;
         let fetch = if limit == 0 { 0 } else { limit + 1 };
         let mut rows = self.read(move |r| r.list(&range, at, fetch)).await?;
+        self.shared.still_readable(at)?;
         let more = limit != 0 && rows.len() > limit;
         rows.truncate(if more { limit } else { rows.len() });
         Ok(ListResult {
@@ -365,6 +385,7 @@ impl<R: Reader> Backend for LocalBackend<R> {
         let at = self.shared.read_revision(0)?;
         let range = Range::prefix(prefix, None);
         let n = self.read(move |r| r.count(&range, at)).await?;
+        self.shared.still_readable(at)?;
         Ok((at, n))
     }
 
@@ -413,6 +434,7 @@ impl<R: Reader> Backend for LocalBackend<R> {
             self.name,
             self.reader.clone(),
             self.shared.clone(),
+            self.stop.clone(),
             prefix,
             start_revision,
         )

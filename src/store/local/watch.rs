@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::{Range, Reader, Shared};
 use crate::store::{Event, Result, Revision, StoreError, Watch};
@@ -24,6 +25,7 @@ pub(super) fn start<R: Reader>(
     backend: &'static str,
     reader: Arc<R>,
     shared: Arc<Shared>,
+    closed: CancellationToken,
     prefix: &str,
     start: Revision,
 ) -> Result<Watch> {
@@ -44,6 +46,7 @@ pub(super) fn start<R: Reader>(
         range: Range::prefix(prefix, None),
         next,
         tx,
+        closed,
     };
     let span = tracing::debug_span!("watch", backend, prefix = %prefix, start = next);
     tokio::spawn(tracing::Instrument::instrument(watcher.run(hub), span));
@@ -57,6 +60,8 @@ struct Watcher<R> {
     /// The next revision this watcher has to deliver.
     next: Revision,
     tx: mpsc::Sender<Result<Vec<Event>>>,
+    /// Cancelled when the store closes.
+    closed: CancellationToken,
 }
 
 /// Why a watcher stops.
@@ -99,6 +104,15 @@ impl<R: Reader> Watcher<R> {
                 reader.history(&range, from, upto, REPLAY_PAGE)
             })
             .await;
+            // A compaction that started during the read may have removed rows it needed.
+            let compacted = self.shared.compacted.load(Ordering::Acquire);
+            let page = match page {
+                Ok(Ok(_)) if self.next <= compacted => Ok(Err(StoreError::Compacted {
+                    requested: self.next,
+                    compacted,
+                })),
+                other => other,
+            };
             let rows = match page {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(err)) => {
@@ -127,6 +141,10 @@ impl<R: Reader> Watcher<R> {
             let batch = tokio::select! {
                 batch = hub.recv() => batch,
                 _ = self.tx.closed() => return Err(Stop::Gone),
+                _ = self.closed.cancelled() => {
+                    let _ = self.tx.send(Err(StoreError::Closed)).await;
+                    return Err(Stop::Gone);
+                }
             };
             let batch = match batch {
                 Ok(batch) => batch,
