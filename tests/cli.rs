@@ -1,14 +1,12 @@
 //! The skiff executable as people run it: help, version, and the clear, harmless failures
 //! of `skiff server` on bad datastore input.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::Tmpfs;
+use support::{Server, Tmpfs};
 
 fn skiff() -> Command {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -36,79 +34,23 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A running `skiff server`, stopped by its process id when dropped.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+/// Flags for a server that keeps to its data dir: a free port and its own kubeconfig.
+fn local(data: &str) -> Vec<String> {
+    let kubeconfig = format!("{data}/kubeconfig.yaml");
+    [
+        "--data-dir",
+        data,
+        "--https-listen-port",
+        "0",
+        "--write-kubeconfig",
+        &kubeconfig,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = skiff()
-            .arg("server")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start skiff server");
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Server {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `text`.
-    fn wait_for(&mut self, text: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no log line with {text:?}; seen:\n{}", self.seen.join("\n"));
-    }
-
-    /// Sends SIGTERM and returns whether it exited successfully.
-    fn terminate(&mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                    self.seen.push(line);
-                }
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("skiff server did not stop within 30 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 fn db_path(dir: &Path) -> PathBuf {
@@ -173,9 +115,9 @@ fn a_corrupt_database_is_refused_and_left_untouched() {
 fn a_database_in_use_is_refused_and_sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let mut first = Server::start(&["--data-dir", data]);
+    let mut first = Server::start(&strs(&local(data)));
     first.wait_for("Server is running");
-    let out = run(&["server", "--data-dir", data]);
+    let out = run(&[&["server"][..], &strs(&local(data))].concat());
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("in use by another process"), "{err}");
@@ -187,7 +129,7 @@ fn a_database_in_use_is_refused_and_sigterm_stops_the_server_cleanly() {
         first.seen
     );
     // Now the database is free again.
-    let mut again = Server::start(&["--data-dir", data]);
+    let mut again = Server::start(&strs(&local(data)));
     again.wait_for("Server is running");
     assert!(again.terminate());
 }
@@ -202,7 +144,13 @@ fn an_unreachable_etcd_is_named_and_retried_until_shutdown() {
     let endpoint = format!("etcd://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let mut server = Server::start(&["--data-dir", data, "--datastore-endpoint", &endpoint]);
+    let mut server = Server::start(
+        &[
+            &strs(&local(data))[..],
+            &["--datastore-endpoint", &endpoint],
+        ]
+        .concat(),
+    );
     server.wait_for("Cannot reach etcd");
     server.wait_for("Cannot reach etcd");
     assert!(server
@@ -220,7 +168,7 @@ fn a_database_on_a_read_only_disk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Tmpfs::mount(dir.path(), "16m");
     let data = dir.path().to_str().unwrap();
-    let mut server = Server::start(&["--data-dir", data]);
+    let mut server = Server::start(&strs(&local(data)));
     server.wait_for("Server is running");
     assert!(server.terminate());
     let before = std::fs::read(db_path(dir.path())).unwrap();

@@ -1,8 +1,9 @@
-//! `skiff server`: opens the datastore and runs the server's components until a signal.
+//! `skiff server`: opens the datastore, makes or reuses the cluster certificates, serves
+//! the Kubernetes API over HTTPS and writes the admin kubeconfig; then runs until a signal.
 //!
-//! Today the server is the datastore with its automatic compaction and key expiry; the
-//! API server, scheduler and controllers join the same supervisor as they land.
+//! The scheduler, controllers and embedded agent join the same supervisor as they land.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,9 @@ use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::apiserver::auth::TokenFile;
+use crate::apiserver::{self, ApiServer, ApiServerConfig};
+use crate::pki;
 use crate::store::compactor::{Compactor, CompactorConfig};
 use crate::store::{self, Backend, Endpoint, StoreConfig, TlsFiles};
 
@@ -54,6 +58,51 @@ pub struct ServerArgs {
         default_value_t = 1000
     )]
     pub datastore_compact_min_retain: i64,
+
+    /// The port the API server listens on (HTTPS).
+    #[arg(long, env = "SKIFF_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+
+    /// The address the API server listens on.
+    #[arg(long, env = "SKIFF_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// More names or addresses for the serving certificate (repeat the flag).
+    #[arg(long = "tls-san", env = "SKIFF_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// This node's addresses, added to the serving certificate.
+    #[arg(long = "node-ip", env = "SKIFF_NODE_IP", value_delimiter = ',')]
+    pub node_ip: Vec<IpAddr>,
+
+    /// Where to write the admin kubeconfig.
+    #[arg(
+        long,
+        env = "SKIFF_WRITE_KUBECONFIG",
+        default_value = "/etc/skiff/skiff.yaml"
+    )]
+    pub write_kubeconfig: PathBuf,
+
+    /// File mode of the admin kubeconfig, in octal.
+    #[arg(long, env = "SKIFF_WRITE_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
+    pub write_kubeconfig_mode: u32,
+
+    /// A file of bearer tokens: `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// Run without the embedded agent (this build has none yet, so it is always off).
+    #[arg(long, env = "SKIFF_DISABLE_AGENT")]
+    pub disable_agent: bool,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            format!("invalid file mode {text:?}: give an octal mode such as 0600 or 0644")
+        })
 }
 
 impl ServerArgs {
@@ -97,7 +146,14 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     let revision = store.current_revision().await?;
     tracing::info!(backend = store.name(), endpoint = ?config.endpoint, revision, took = ?started.elapsed(), "Datastore opened.");
 
+    apiserver::bootstrap(store.as_ref())
+        .await
+        .context("create the built-in namespaces")?;
+    let api = start_api_server(&args, store.clone()).await?;
+
     let mut tasks = JoinSet::new();
+    let token = shutdown.clone();
+    tasks.spawn(async move { api.run(token).await.context("API server") });
     let compactor = Compactor::new(
         store.clone(),
         CompactorConfig {
@@ -108,10 +164,59 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     let token = shutdown.clone();
     tasks.spawn(async move { compactor.run(token).await.context("datastore compactor") });
 
-    tracing::info!("Server is running.");
+    if !args.disable_agent {
+        tracing::warn!("This build has no embedded agent yet; running the control plane only.");
+    }
+    tracing::info!(took = ?started.elapsed(), "Server is running.");
     let outcome = supervise(&mut tasks, &shutdown).await;
     close(store).await;
     outcome
+}
+
+/// Makes or reuses the certificates, binds the API port and writes the kubeconfig.
+async fn start_api_server(args: &ServerArgs, store: Arc<dyn Backend>) -> Result<ApiServer> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let service_ip: IpAddr = "10.43.0.1".parse().expect("a valid address");
+    let sans = pki::serving_sans(&hostname, &args.node_ip, service_ip, &args.tls_san);
+    let tls_dir = args.data_dir.join("server").join("tls");
+    let (certs, origins) = pki::load_or_create(&tls_dir, &sans).context("cluster certificates")?;
+    for (what, origin) in ["CA", "serving certificate", "admin client certificate"]
+        .iter()
+        .zip(origins)
+    {
+        tracing::info!(dir = %tls_dir.display(), "{what}: {}.", match origin {
+            pki::Origin::Created => "created",
+            pki::Origin::Reused => "reused",
+        });
+    }
+    let tokens = match &args.token_auth_file {
+        Some(path) => TokenFile::load(path)?,
+        None => TokenFile::default(),
+    };
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let config = ApiServerConfig {
+        addr,
+        pki: certs.clone(),
+        tokens,
+    };
+    let api = ApiServer::bind(config, store).await?;
+    let port = api
+        .local_addr()
+        .map_or(args.https_listen_port, |a| a.port());
+    tracing::info!(address = %addr, "API server listening (HTTPS).");
+    let server_url = format!("https://127.0.0.1:{port}");
+    pki::write_kubeconfig(
+        &args.write_kubeconfig,
+        args.write_kubeconfig_mode,
+        &server_url,
+        &certs.ca.cert_pem,
+        &certs.admin,
+    )
+    .context("write the admin kubeconfig")?;
+    tracing::info!(path = %args.write_kubeconfig.display(), "Wrote the admin kubeconfig.");
+    Ok(api)
 }
 
 /// Waits for a signal or for a component to stop; then stops the others with a deadline.

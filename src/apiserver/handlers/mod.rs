@@ -1,0 +1,234 @@
+//! Resource requests: routing by method and path to get, list, watch, create, update,
+//! delete and deletecollection, with kube-apiserver's semantics.
+
+mod patch;
+mod read;
+mod watch;
+mod write;
+
+pub use write::{prepare_create, SYSTEM_NAMESPACES};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::objects::FieldValidation;
+use super::request::ResourcePath;
+use super::resources::{self, Resource};
+use super::status::{ApiError, ApiResult};
+use super::table;
+use crate::k8s::fields::FieldSelector;
+use crate::k8s::labels::LabelSelector;
+use crate::store::Backend;
+
+/// What every handler shares.
+pub struct ApiState {
+    /// The datastore.
+    pub store: Arc<dyn Backend>,
+}
+
+/// The query parameters of a resource request.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    /// Parses a query string.
+    pub fn parse(query: Option<&str>) -> Self {
+        Query(
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// One parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some("true") | Some("1"))
+    }
+
+    fn int(&self, name: &str) -> ApiResult<Option<i64>> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {name}: {v:?}"))),
+        }
+    }
+
+    fn dry_run(&self) -> ApiResult<bool> {
+        match self.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other:?}; supported values: \"All\""
+            ))),
+        }
+    }
+}
+
+/// One resource request, with everything parsed.
+pub struct Ctx {
+    pub state: Arc<ApiState>,
+    pub res: &'static Resource,
+    pub path: ResourcePath,
+    pub query: Query,
+    pub headers: HeaderMap,
+    /// Whether the client asked for a Table.
+    pub table: bool,
+}
+
+impl Ctx {
+    /// The namespace the request is scoped to, for namespaced kinds.
+    pub fn namespace(&self) -> Option<&str> {
+        if self.res.namespaced {
+            self.path.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    fn labels(&self) -> ApiResult<LabelSelector> {
+        LabelSelector::parse(self.query.get("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
+    fn fields(&self) -> ApiResult<FieldSelector> {
+        FieldSelector::parse(
+            self.query.get("fieldSelector").unwrap_or_default(),
+            self.res.namespaced,
+            self.res.field_selectors,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
+    fn validation(&self) -> ApiResult<FieldValidation> {
+        FieldValidation::parse(self.query.get("fieldValidation"))
+    }
+
+    fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(self.res.group, self.res.plural, name)
+    }
+
+    fn store_err(&self, err: crate::store::StoreError, name: &str) -> ApiError {
+        ApiError::from_store(err, self.res.group, self.res.plural, name)
+    }
+}
+
+/// A JSON answer with a status code and warnings.
+pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, body.to_string()).into_response();
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.append("warning", v);
+        }
+    }
+    resp
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .any(|m| m.contains("as=Table") && m.contains("g=meta.k8s.io"))
+        })
+}
+
+/// Handles a request for a resource path.
+pub async fn handle(
+    state: Arc<ApiState>,
+    method: Method,
+    path: ResourcePath,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(res) = resources::find(&path.group, &path.version, &path.resource) else {
+        return ApiError::no_route().into_response();
+    };
+    let ctx = Ctx {
+        state,
+        res,
+        table: wants_table(&headers),
+        query: Query::parse(query),
+        headers,
+        path,
+    };
+    let outcome = dispatch(&ctx, method, body).await;
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn dispatch(ctx: &Ctx, method: Method, body: Bytes) -> ApiResult<Response> {
+    if ctx.path.subresource.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if ctx.res.namespaced && ctx.path.name.is_some() && ctx.path.namespace.is_none() {
+        return Err(ApiError::no_route());
+    }
+    let name = ctx.path.name.clone();
+    match (method, name) {
+        (Method::GET, Some(name)) => read::get(ctx, &name).await,
+        (Method::GET, None) if ctx.query.flag("watch") => watch::watch(ctx).await,
+        (Method::GET, None) => read::list(ctx).await,
+        (Method::POST, None) => write::create(ctx, &body).await,
+        (Method::PUT, Some(name)) => write::update(ctx, &name, &body).await,
+        (Method::DELETE, Some(name)) => write::delete(ctx, &name, &body).await,
+        (Method::DELETE, None) => write::delete_collection(ctx, &body).await,
+        (Method::PATCH, Some(name)) => patch::patch(ctx, &name, &body).await,
+        (method, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource: {method}"
+        ))),
+    }
+}
+
+/// The body as JSON, with a clear error for malformed input or a wrong Content-Type.
+pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if !matches!(media, "application/json" | "" | "*/*") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Renders a list or object answer, as a Table when asked.
+pub fn render(ctx: &Ctx, items: &[Value], list_meta: Option<Value>, single: bool) -> Value {
+    if ctx.table {
+        return table::table(ctx.res, items, list_meta, true);
+    }
+    if single {
+        return items.first().cloned().unwrap_or(Value::Null);
+    }
+    serde_json::json!({
+        "kind": format!("{}List", ctx.res.kind),
+        "apiVersion": ctx.res.api_version(),
+        "metadata": list_meta.unwrap_or_else(|| serde_json::json!({})),
+        "items": items,
+    })
+}

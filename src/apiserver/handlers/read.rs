@@ -1,0 +1,165 @@
+//! get and list.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::{json_response, render, Ctx};
+use crate::apiserver::objects::from_stored;
+use crate::apiserver::status::{ApiError, ApiResult};
+use crate::k8s::meta::labels;
+use crate::store::{ListRequest, Revision, StoreError};
+
+/// `GET …/NAME`.
+pub async fn get(ctx: &Ctx, name: &str) -> ApiResult<Response> {
+    let key = ctx.res.key(ctx.namespace(), name);
+    let (_, kv) = ctx
+        .state
+        .store
+        .get(&key, 0)
+        .await
+        .map_err(|e| ctx.store_err(e, name))?;
+    let kv = kv.ok_or_else(|| ctx.not_found(name))?;
+    let obj = from_stored(&kv)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &render(ctx, &[obj], None, true),
+        &[],
+    ))
+}
+
+/// Where a list page starts: the revision all pages share and the first key.
+#[derive(Debug, PartialEq, Eq)]
+struct Continue {
+    revision: Revision,
+    start: String,
+}
+
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+impl Continue {
+    fn encode(&self) -> String {
+        let text = json!({"v": "skiff/1", "rv": self.revision, "start": self.start}).to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn decode(token: &str) -> ApiResult<Self> {
+        let bad = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        Ok(Continue {
+            revision: v["rv"].as_i64().filter(|r| *r > 0).ok_or_else(bad)?,
+            start: v["start"].as_str().ok_or_else(bad)?.to_string(),
+        })
+    }
+}
+
+/// The revision a list reads at, from `resourceVersion` and `resourceVersionMatch`.
+async fn list_revision(ctx: &Ctx) -> ApiResult<Revision> {
+    let rv = ctx.query.get("resourceVersion").unwrap_or_default();
+    let exact = match ctx.query.get("resourceVersionMatch") {
+        None | Some("") => false,
+        Some("Exact") => true,
+        Some("NotOlderThan") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
+    };
+    if rv.is_empty() || rv == "0" {
+        if exact {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\" or unset",
+            ));
+        }
+        return Ok(0);
+    }
+    let n: Revision = rv
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+    let current = ctx
+        .state
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| ctx.store_err(e, ""))?;
+    if n > current {
+        return Err(ApiError::too_large_resource_version(n, current));
+    }
+    Ok(if exact { n } else { 0 })
+}
+
+/// `GET` a collection.
+pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
+    let labels_sel = ctx.labels()?;
+    let fields_sel = ctx.fields()?;
+    let limit = ctx.query.int("limit")?.unwrap_or(0).max(0) as usize;
+    let (mut revision, mut start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let c = Continue::decode(token)?;
+            (c.revision, Some(c.start))
+        }
+        None => (list_revision(ctx).await?, None),
+    };
+    let prefix = ctx.res.collection_key(ctx.namespace());
+    let mut items = Vec::new();
+    let mut next = None;
+    loop {
+        let req = ListRequest {
+            prefix: prefix.clone(),
+            start_key: start.clone(),
+            limit,
+            revision,
+        };
+        let page = ctx.state.store.list(&req).await.map_err(|e| match e {
+            StoreError::Compacted { .. } if start.is_some() => ApiError::expired(CONTINUE_EXPIRED),
+            other => ctx.store_err(other, ""),
+        })?;
+        revision = page.revision;
+        let count = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            let obj = from_stored(kv)?;
+            if labels_sel.matches(&labels(&obj)) && fields_sel.matches(&obj) {
+                items.push(obj);
+            }
+            if limit > 0 && items.len() == limit {
+                if i + 1 < count || page.more {
+                    next = Some(format!("{}\0", kv.key));
+                }
+                break;
+            }
+        }
+        if next.is_some() || !page.more || (limit > 0 && items.len() == limit) {
+            break;
+        }
+        start = page.kvs.last().map(|kv| format!("{}\0", kv.key));
+    }
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(start) = next {
+        meta["continue"] = json!(Continue { revision, start }.encode());
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &render(ctx, &items, Some(meta), false),
+        &[],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_refuse_garbage() {
+        let c = Continue {
+            revision: 42,
+            start: "/registry/pods/default/b\0".into(),
+        };
+        assert_eq!(Continue::decode(&c.encode()).unwrap(), c);
+        assert_eq!(Continue::decode("not-a-token").unwrap_err().code, 400);
+    }
+}

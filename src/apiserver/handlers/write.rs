@@ -1,0 +1,487 @@
+//! create, update, delete and deletecollection.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{json_response, parse_body, render, Ctx};
+use crate::apiserver::objects::{
+    decode, from_stored, metadata_mut, set_resource_version, to_stored,
+};
+use crate::apiserver::status::{ApiError, ApiResult, Cause};
+use crate::k8s::meta::{
+    dns1123_label_error, dns1123_subdomain_error, generate_name, labels, meta_str, now_rfc3339,
+};
+use crate::store::{KeyValue, ListRequest, StoreError};
+
+/// Events expire after an hour, as with kube-apiserver's default `--event-ttl`.
+const EVENT_TTL: Duration = Duration::from_secs(3600);
+/// Namespaces that exist from the first start and may not be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Checks that the body is of the kind and version the path serves.
+fn check_type(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{obj}'"
+        )));
+    }
+    if api_version.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'apiVersion' is missing in '{obj}'"
+        )));
+    }
+    let want = ctx.res.api_version();
+    if api_version != want {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({want})"
+        )));
+    }
+    if kind != ctx.res.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            ctx.res.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Makes the body's namespace agree with the path's.
+fn check_namespace(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    let body_ns = meta_str(obj, "namespace").to_string();
+    let meta =
+        metadata_mut(obj).ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    match ctx.namespace() {
+        Some(ns) => {
+            if !body_ns.is_empty() && body_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta.insert("namespace".into(), json!(ns));
+        }
+        None if ctx.res.namespaced => return Err(ApiError::no_route()),
+        None => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+fn check_name(ctx: &Ctx, name: &str) -> ApiResult<()> {
+    let label_only = matches!(ctx.res.plural, "namespaces" | "services");
+    let problem = if label_only {
+        dns1123_label_error(name)
+    } else {
+        dns1123_subdomain_error(name)
+    };
+    match problem {
+        Some(message) => Err(ApiError::invalid(
+            ctx.res.group,
+            ctx.res.kind,
+            name,
+            vec![Cause {
+                reason: "FieldValueInvalid",
+                message: format!("Invalid value: \"{name}\": {message}"),
+                field: "metadata.name".into(),
+            }],
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The namespace must exist, and must not be terminating, for objects to be created in it.
+async fn check_namespace_exists(ctx: &Ctx) -> ApiResult<()> {
+    let Some(ns) = ctx.namespace() else {
+        return Ok(());
+    };
+    let key = format!("/registry/namespaces/{ns}");
+    let (_, kv) = ctx
+        .state
+        .store
+        .get(&key, 0)
+        .await
+        .map_err(|e| ctx.store_err(e, ns))?;
+    let kv = kv.ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    if from_stored(&kv)?["status"]["phase"] == "Terminating" {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.res.plural,
+            meta_str(&from_stored(&kv)?, "name")
+        )));
+    }
+    Ok(())
+}
+
+fn ttl(ctx: &Ctx) -> Option<Duration> {
+    (ctx.res.plural == "events").then_some(EVENT_TTL)
+}
+
+/// Fields the server sets on create.
+pub fn prepare_create(ctx_generation: bool, kind: &str, obj: &mut Value) {
+    if let Some(meta) = metadata_mut(obj) {
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+        if ctx_generation {
+            meta.insert("generation".into(), json!(1));
+        }
+    }
+    if kind == "Namespace" {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        obj["status"] = json!({"phase": "Active"});
+    }
+}
+
+/// `POST` to a collection.
+pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
+    let dry_run = ctx.query.dry_run()?;
+    let input = parse_body(&ctx.headers, body)?;
+    check_type(ctx, &input)?;
+    let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
+    check_namespace(ctx, &mut obj)?;
+    let mut name = meta_str(&obj, "name").to_string();
+    let generated = name.is_empty();
+    if generated {
+        let base = meta_str(&obj, "generateName").to_string();
+        if base.is_empty() {
+            return Err(ApiError::invalid(
+                ctx.res.group,
+                ctx.res.kind,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired",
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        name = generate_name(&base);
+    }
+    check_name(ctx, &name)?;
+    check_namespace_exists(ctx).await?;
+    if let Some(meta) = metadata_mut(&mut obj) {
+        meta.insert("name".into(), json!(name));
+    }
+    prepare_create(ctx.res.generation, ctx.res.kind, &mut obj);
+    if dry_run {
+        return Ok(json_response(StatusCode::CREATED, &obj, &warnings));
+    }
+    let key = ctx.res.key(ctx.namespace(), &name);
+    let rev = ctx
+        .state
+        .store
+        .create(&key, to_stored(&obj), ttl(ctx))
+        .await
+        .map_err(|e| ctx.store_err(e, &name))?;
+    set_resource_version(&mut obj, rev);
+    Ok(json_response(StatusCode::CREATED, &obj, &warnings))
+}
+
+/// Whether two objects differ in anything but their resourceVersion.
+fn same_object(a: &Value, b: &Value) -> bool {
+    to_stored(a) == to_stored(b)
+}
+
+/// `PUT` an object.
+pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
+    let dry_run = ctx.query.dry_run()?;
+    let input = parse_body(&ctx.headers, body)?;
+    check_type(ctx, &input)?;
+    let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
+    check_namespace(ctx, &mut obj)?;
+    let body_name = meta_str(&obj, "name").to_string();
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let wanted_rv = meta_str(&obj, "resourceVersion").to_string();
+    let key = ctx.res.key(ctx.namespace(), name);
+    loop {
+        let (_, kv) = ctx
+            .state
+            .store
+            .get(&key, 0)
+            .await
+            .map_err(|e| ctx.store_err(e, name))?;
+        let kv = kv.ok_or_else(|| ctx.not_found(name))?;
+        if !wanted_rv.is_empty() && wanted_rv != kv.mod_revision.to_string() {
+            return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
+        }
+        let current = from_stored(&kv)?;
+        match commit_update(ctx, &key, name, &kv, &current, obj.clone(), dry_run).await {
+            Err(ApiError { code: 409, .. }) if wanted_rv.is_empty() => continue,
+            Err(e) => return Err(e),
+            Ok(UpdateOutcome(written)) => {
+                return Ok(json_response(StatusCode::OK, &written, &warnings))
+            }
+        }
+    }
+}
+
+/// The object an update left stored.
+pub struct UpdateOutcome(pub Value);
+
+/// Stores `next` over `current` (read at `kv`), keeping what the server owns; a no-op
+/// writes nothing and keeps the resourceVersion.
+pub async fn commit_update(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    kv: &KeyValue,
+    current: &Value,
+    next: Value,
+    dry_run: bool,
+) -> ApiResult<UpdateOutcome> {
+    let next = merge_update(ctx, current, next);
+    if dry_run {
+        return Ok(UpdateOutcome(next));
+    }
+    if same_object(&next, current) {
+        return Ok(UpdateOutcome(current.clone()));
+    }
+    write_or_finalize(ctx, key, name, kv, next)
+        .await
+        .map(UpdateOutcome)
+}
+
+/// The object an update stores: the body, with what the server owns kept from `current`.
+fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        let kept = current["metadata"].get(field).cloned();
+        if let Some(meta) = metadata_mut(&mut next) {
+            match kept {
+                Some(v) => meta.insert(field.into(), v),
+                None => meta.remove(field),
+            };
+        }
+    }
+    if ctx.res.has_status() {
+        match current.get("status") {
+            Some(status) => next["status"] = status.clone(),
+            None => {
+                if let Some(map) = next.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    if ctx.res.generation && current.get("spec") != next.get("spec") {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        next["metadata"]["generation"] = json!(generation);
+    }
+    next
+}
+
+/// Stores an update; an object being deleted whose last finalizer went is deleted instead.
+async fn write_or_finalize(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    kv: &KeyValue,
+    mut next: Value,
+) -> ApiResult<Value> {
+    let deleting = next["metadata"].get("deletionTimestamp").is_some();
+    let finalizers = next["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    if deleting && !finalizers {
+        let (rev, _) = ctx
+            .state
+            .store
+            .delete(key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| ctx.store_err(e, name))?;
+        set_resource_version(&mut next, rev);
+        return Ok(next);
+    }
+    let written = ctx
+        .state
+        .store
+        .update(key, to_stored(&next), kv.mod_revision, ttl(ctx))
+        .await
+        .map_err(|e| ctx.store_err(e, name))?;
+    set_resource_version(&mut next, written.mod_revision);
+    Ok(next)
+}
+
+/// DeleteOptions from the body or the query.
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx, body: &Bytes) -> ApiResult<DeleteOptions> {
+    let opts = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        parse_body(&ctx.headers, body)?
+    };
+    let pre = &opts["preconditions"];
+    Ok(DeleteOptions {
+        uid: pre["uid"].as_str().map(str::to_string),
+        resource_version: pre["resourceVersion"].as_str().map(str::to_string),
+    })
+}
+
+/// `DELETE` an object.
+pub async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
+    let dry_run = ctx.query.dry_run()?;
+    let opts = delete_options(ctx, body)?;
+    if ctx.res.plural == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
+    let key = ctx.res.key(ctx.namespace(), name);
+    loop {
+        let (_, kv) = ctx
+            .state
+            .store
+            .get(&key, 0)
+            .await
+            .map_err(|e| ctx.store_err(e, name))?;
+        let kv = kv.ok_or_else(|| ctx.not_found(name))?;
+        let obj = from_stored(&kv)?;
+        check_preconditions(ctx, name, &obj, &opts)?;
+        if dry_run {
+            return Ok(json_response(StatusCode::OK, &obj, &[]));
+        }
+        match delete_one(ctx, &key, name, &kv, obj).await {
+            Err(ApiError { code: 409, .. }) if opts.resource_version.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(json_response(StatusCode::OK, &obj, &[])),
+        }
+    }
+}
+
+fn check_preconditions(ctx: &Ctx, name: &str, obj: &Value, opts: &DeleteOptions) -> ApiResult<()> {
+    if let Some(uid) = &opts.uid {
+        let have = meta_str(obj, "uid");
+        if uid != have {
+            return Err(
+                ApiError::conflict(ctx.res.group, ctx.res.plural, name).with_message(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                )),
+            );
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        let have = meta_str(obj, "resourceVersion");
+        if rv != have {
+            return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name).with_message(format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes now, or, for an object with finalizers (or a namespace), marks it deleted and
+/// leaves the rest to whoever owns the finalizers.
+async fn delete_one(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    kv: &KeyValue,
+    mut obj: Value,
+) -> ApiResult<Value> {
+    let finalizers = obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    let namespace = ctx.res.plural == "namespaces";
+    if finalizers || namespace {
+        if obj["metadata"].get("deletionTimestamp").is_some() {
+            return Ok(obj);
+        }
+        if let Some(meta) = metadata_mut(&mut obj) {
+            meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if ctx.res.generation {
+                let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                meta.insert("generation".into(), json!(generation));
+            }
+        }
+        if namespace {
+            obj["status"]["phase"] = json!("Terminating");
+        }
+        let written = ctx
+            .state
+            .store
+            .update(key, to_stored(&obj), kv.mod_revision, ttl(ctx))
+            .await
+            .map_err(|e| ctx.store_err(e, name))?;
+        set_resource_version(&mut obj, written.mod_revision);
+        return Ok(obj);
+    }
+    match ctx.state.store.delete(key, Some(kv.mod_revision)).await {
+        Ok(_) => Ok(obj),
+        Err(StoreError::NotFound { .. }) => Err(ctx.not_found(name)),
+        Err(e) => Err(ctx.store_err(e, name)),
+    }
+}
+
+/// `DELETE` a collection: every object the selectors match.
+pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
+    let dry_run = ctx.query.dry_run()?;
+    let opts = delete_options(ctx, body)?;
+    let labels_sel = ctx.labels()?;
+    let fields_sel = ctx.fields()?;
+    let prefix = ctx.res.collection_key(ctx.namespace());
+    let page = ctx
+        .state
+        .store
+        .list(&ListRequest::prefix(prefix))
+        .await
+        .map_err(|e| ctx.store_err(e, ""))?;
+    let mut deleted = Vec::new();
+    for kv in &page.kvs {
+        let obj = from_stored(kv)?;
+        if !labels_sel.matches(&labels(&obj)) || !fields_sel.matches(&obj) {
+            continue;
+        }
+        let name = meta_str(&obj, "name").to_string();
+        check_preconditions(ctx, &name, &obj, &opts)?;
+        if dry_run {
+            deleted.push(obj);
+            continue;
+        }
+        match delete_one(ctx, &kv.key, &name, kv, obj).await {
+            Ok(obj) => deleted.push(obj),
+            // Changed or gone meanwhile: the next deletecollection takes it.
+            Err(ApiError {
+                code: 404 | 409, ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let meta = json!({"resourceVersion": page.revision.to_string()});
+    Ok(json_response(
+        StatusCode::OK,
+        &render(ctx, &deleted, Some(meta), false),
+        &[],
+    ))
+}

@@ -1,0 +1,6 @@
+//! Kubernetes helpers shared by every subsystem: label and field selectors, object
+//! metadata and times.
+
+pub mod fields;
+pub mod labels;
+pub mod meta;

@@ -1,0 +1,405 @@
+//! The real kubectl binaries (1.27, 1.30 and 1.33) against a real `skiff server`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+mod support;
+use support::Server;
+
+/// A server on a free port with its own data dir and kubeconfig.
+struct Cluster {
+    server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap().to_string();
+        let kubeconfig = format!("{data}/kubeconfig.yaml");
+        let mut server = Server::start(&[
+            "--data-dir",
+            &data,
+            "--https-listen-port",
+            "0",
+            "--write-kubeconfig",
+            &kubeconfig,
+            "--disable-agent",
+        ]);
+        server.wait_for("Server is running");
+        Cluster { server, dir }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn restart(&mut self) {
+        assert!(self.server.terminate());
+        let data = self.dir.path().to_str().unwrap().to_string();
+        let kubeconfig = format!("{data}/kubeconfig.yaml");
+        self.server = Server::start(&[
+            "--data-dir",
+            &data,
+            "--https-listen-port",
+            "0",
+            "--write-kubeconfig",
+            &kubeconfig,
+            "--disable-agent",
+        ]);
+        self.server.wait_for("Server is running");
+    }
+}
+
+fn kubectl_path(minor: u32) -> String {
+    format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}")
+}
+
+/// Runs kubectl 1.`minor` with a private discovery cache; bounded in time.
+fn kubectl(c: &Cluster, minor: u32, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(kubectl_path(minor))
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir.path())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("kubectl {args:?} did not finish in 30 s");
+}
+
+/// kubectl's stdout, asserting success.
+fn ok(c: &Cluster, minor: u32, args: &[&str]) -> String {
+    let out = kubectl(c, minor, args, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl 1.{minor} {args:?} failed: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubectl's stderr, asserting failure.
+fn fails(c: &Cluster, minor: u32, args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(c, minor, args, stdin);
+    assert!(
+        !out.status.success(),
+        "kubectl 1.{minor} {args:?} should fail"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const MANIFEST: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+  labels: {app: web}
+data:
+  a: \"1\"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+";
+
+fn write_manifest(dir: &Path) -> String {
+    let path = dir.join("manifest.yaml");
+    std::fs::write(&path, MANIFEST).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+const VERSIONS: [u32; 3] = [27, 30, 33];
+
+#[test]
+fn discovery_answers_every_kubectl() {
+    let c = Cluster::start();
+    for v in VERSIONS {
+        let resources = ok(&c, v, &["api-resources"]);
+        for line in [
+            "deployments",
+            "deploy",
+            "apps/v1",
+            "Deployment",
+            "namespaces",
+            "false",
+        ] {
+            assert!(
+                resources.contains(line),
+                "1.{v} api-resources lacks {line}:\n{resources}"
+            );
+        }
+        let versions = ok(&c, v, &["api-versions"]);
+        assert!(
+            versions.contains("apps/v1") && versions.contains("rbac.authorization.k8s.io/v1"),
+            "{versions}"
+        );
+        let version = ok(&c, v, &["version"]);
+        assert!(
+            version.contains("Server Version") && version.contains("v1.33.0+skiff"),
+            "{version}"
+        );
+        let namespaces = ok(&c, v, &["get", "namespaces"]);
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(namespaces.contains(ns), "{namespaces}");
+        }
+    }
+}
+
+#[test]
+fn apply_get_label_annotate_and_delete_with_every_kubectl() {
+    let c = Cluster::start();
+    let manifest = write_manifest(c.dir.path());
+    for v in VERSIONS {
+        let ns = format!("t{v}");
+        let out = kubectl(
+            &c,
+            v,
+            &["create", "-f", "-"],
+            Some(&format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{ns}\"}}}}"
+        )),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let applied = ok(&c, v, &["apply", "-n", &ns, "-f", &manifest]);
+        assert!(applied.contains("deployment.apps/web created"), "{applied}");
+        let all = ok(&c, v, &["get", "all", "-n", &ns]);
+        assert!(
+            all.contains("deployment.apps/web") && all.contains("service/web"),
+            "{all}"
+        );
+        assert!(
+            all.contains("READY") && all.contains("UP-TO-DATE") && all.contains("0/2"),
+            "{all}"
+        );
+        let wide = ok(&c, v, &["get", "deploy", "-n", &ns, "-o", "wide"]);
+        assert!(
+            wide.contains("SELECTOR") && wide.contains("busybox") && wide.contains("app=web"),
+            "{wide}"
+        );
+        let yaml = ok(&c, v, &["get", "cm", "cfg", "-n", &ns, "-o", "yaml"]);
+        assert!(
+            yaml.contains("resourceVersion:") && yaml.contains("uid:"),
+            "{yaml}"
+        );
+        let json = ok(&c, v, &["get", "svc", "web", "-n", &ns, "-o", "json"]);
+        assert!(json.contains("\"kind\": \"Service\""), "{json}");
+        let labelled = ok(
+            &c,
+            v,
+            &["get", "cm", "-A", "--show-labels", "-l", "app=web"],
+        );
+        assert!(
+            labelled.contains(&ns) && labelled.contains("app=web"),
+            "{labelled}"
+        );
+        let by_field = ok(
+            &c,
+            v,
+            &[
+                "get",
+                "cm",
+                "-n",
+                &ns,
+                "--field-selector",
+                "metadata.name=cfg",
+                "-o",
+                "name",
+            ],
+        );
+        assert_eq!(by_field.trim(), "configmap/cfg");
+        ok(&c, v, &["label", "cm", "cfg", "-n", &ns, "tier=front"]);
+        ok(&c, v, &["annotate", "cm", "cfg", "-n", &ns, "note=hello"]);
+        let labels = ok(
+            &c,
+            v,
+            &[
+                "get",
+                "cm",
+                "cfg",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}",
+            ],
+        );
+        assert_eq!(labels, "front hello");
+        ok(&c, v, &["delete", "cm", "cfg", "-n", &ns, "--wait"]);
+        ok(&c, v, &["delete", "deploy", "-n", &ns, "-l", "app=web"]);
+        ok(&c, v, &["delete", "svc", "--all", "-n", &ns]);
+        let left = ok(&c, v, &["get", "deploy,svc,cm", "-n", &ns, "-o", "name"]);
+        assert_eq!(left.trim(), "", "everything was deleted");
+    }
+}
+
+#[test]
+fn watch_shows_a_change_as_it_arrives() {
+    let c = Cluster::start();
+    ok(&c, 30, &["apply", "-f", &write_manifest(c.dir.path())]);
+    let mut watch = Command::new(kubectl_path(33))
+        .args(["get", "cm", "-w", "--request-timeout=20s"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the header and first row");
+    assert!(first.contains("NAME") && first.contains("DATA"), "{first}");
+    let row = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the existing configmap");
+    assert!(row.starts_with("cfg"), "{row}");
+    let _ = kubectl(
+        &c,
+        30,
+        &["create", "-f", "-"],
+        Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"arrives\"}}"),
+    );
+    let arrived = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the new configmap");
+    assert!(arrived.starts_with("arrives"), "{arrived}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn errors_read_the_way_kubectl_prints_them() {
+    let c = Cluster::start();
+    for v in VERSIONS {
+        let missing = fails(&c, v, &["get", "cm", "missing"], None);
+        assert!(
+            missing.contains("Error from server (NotFound): configmaps \"missing\" not found"),
+            "{missing}"
+        );
+        let unknown = fails(&c, v, &["get", "nonsense"], None);
+        assert!(
+            unknown.contains("the server doesn't have a resource type \"nonsense\""),
+            "{unknown}"
+        );
+        let bad_name = fails(&c, v, &["create", "-f", "-"], Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"Bad_Name\"}}"));
+        assert!(
+            bad_name.contains("is invalid") && bad_name.contains("metadata.name"),
+            "{bad_name}"
+        );
+        let strict = fails(&c, v, &["create", "-f", "-"], Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"x\"},\"bogus\":1}"));
+        assert!(strict.contains("unknown field \"bogus\""), "{strict}");
+        let wrong_ns = fails(
+            &c,
+            v,
+            &["create", "-n", "nowhere", "-f", "-"],
+            Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"x\"}}"),
+        );
+        assert!(
+            wrong_ns.contains("namespaces \"nowhere\" not found"),
+            "{wrong_ns}"
+        );
+    }
+    let twice = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"dup\"}}";
+    assert!(kubectl(&c, 30, &["create", "-f", "-"], Some(twice))
+        .status
+        .success());
+    let again = fails(&c, 30, &["create", "-f", "-"], Some(twice));
+    assert!(
+        again.contains("AlreadyExists") && again.contains("configmaps \"dup\" already exists"),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_restart_keeps_every_object_and_resource_version() {
+    let mut c = Cluster::start();
+    ok(&c, 30, &["apply", "-f", &write_manifest(c.dir.path())]);
+    let before = ok(&c, 30, &["get", "cm,deploy,svc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion},{.metadata.uid} {end}"]);
+    c.restart();
+    let after = ok(&c, 30, &["get", "cm,deploy,svc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion},{.metadata.uid} {end}"]);
+    assert_eq!(before, after);
+    assert!(before.matches('=').count() >= 3, "{before}");
+}
+
+#[test]
+fn a_client_without_a_certificate_or_known_token_is_unauthorized() {
+    let c = Cluster::start();
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    let anon = c.dir.path().join("anonymous.yaml");
+    std::fs::write(&anon, format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: {server}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: not-a-token\n"
+    )).unwrap();
+    let out = Command::new(kubectl_path(30))
+        .args(["get", "ns", "--kubeconfig", anon.to_str().unwrap()])
+        .env("HOME", c.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("Unauthorized") || stderr.contains("must be logged in"),
+        "{stderr}"
+    );
+}
