@@ -403,3 +403,94 @@ fn a_client_without_a_certificate_or_known_token_is_unauthorized() {
         "{stderr}"
     );
 }
+
+#[test]
+fn generator_commands_of_kubectl_1_32_and_later_send_protobuf_and_work() {
+    let c = Cluster::start();
+    for v in [30, 33] {
+        let ns = format!("gen{v}");
+        ok(&c, v, &["create", "namespace", &ns]);
+        ok(
+            &c,
+            v,
+            &["create", "configmap", "cm", "-n", &ns, "--from-literal=a=b"],
+        );
+        ok(
+            &c,
+            v,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "s",
+                "-n",
+                &ns,
+                "--from-literal=p=q",
+            ],
+        );
+        ok(
+            &c,
+            v,
+            &[
+                "create",
+                "deployment",
+                "d",
+                "-n",
+                &ns,
+                "--image=busybox",
+                "--replicas=3",
+            ],
+        );
+        ok(
+            &c,
+            v,
+            &[
+                "create",
+                "service",
+                "clusterip",
+                "svc",
+                "-n",
+                &ns,
+                "--tcp=80:8080",
+            ],
+        );
+        let got = ok(
+            &c,
+            v,
+            &[
+                "get",
+                "cm/cm",
+                "secret/s",
+                "deploy/d",
+                "svc/svc",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={range .items[*]}{.kind}:{.metadata.name} {end}",
+            ],
+        );
+        assert_eq!(got.trim(), "ConfigMap:cm Secret:s Deployment:d Service:svc");
+        let secret = ok(
+            &c,
+            v,
+            &["get", "secret", "s", "-n", &ns, "-o", "jsonpath={.data.p}"],
+        );
+        assert_eq!(secret, "cQ==");
+        let replicas = ok(
+            &c,
+            v,
+            &[
+                "get",
+                "deploy",
+                "d",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+            ],
+        );
+        assert_eq!(replicas, "3 busybox");
+        let ports = ok(&c, v, &["get", "svc", "svc", "-n", &ns]);
+        assert!(ports.contains("80/TCP"), "{ports}");
+    }
+}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod objects;
+pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod status;

@@ -219,7 +219,11 @@ fn service_ports(spec: &Value) -> String {
         .iter()
         .map(|p| {
             let proto = p["protocol"].as_str().unwrap_or("TCP");
-            match p.get("nodePort").and_then(Value::as_i64) {
+            match p
+                .get("nodePort")
+                .and_then(Value::as_i64)
+                .filter(|np| *np != 0)
+            {
                 Some(np) => format!("{}:{np}/{proto}", int(&p["port"])),
                 None => format!("{}/{proto}", int(&p["port"])),
             }

@@ -201,6 +201,10 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media == "application/vnd.kubernetes.protobuf" {
+        return crate::apiserver::protobuf::decode_object(body)
+            .map_err(|e| ApiError::bad_request(e.to_string()));
+    }
     if !matches!(media, "application/json" | "" | "*/*") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
