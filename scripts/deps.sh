@@ -2,11 +2,20 @@
 # Installs what building and testing skiff needs on Debian, when it is missing.
 # Quick when everything is present: it only checks for the commands.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+
+# The Python client, in a virtual environment of the project's own (target/py), so the
+# machine's Python packages are left alone.
+if ! target/py/bin/python3 -c "import kubernetes" >/dev/null 2>&1; then
+  echo "deps: installing the Python kubernetes client into target/py" >&2
+  python3 -m venv target/py
+  target/py/bin/pip install --quiet --disable-pip-version-check kubernetes >/dev/null
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -23,24 +23,25 @@ const EVENT_TTL: Duration = Duration::from_secs(3600);
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Checks that the body is of the kind and version the path serves.
-fn check_type(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{obj}'"
-        )));
-    }
-    if api_version.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "Object 'apiVersion' is missing in '{obj}'"
-        )));
-    }
+/// Checks that the body is of the kind and version the path serves; a body that leaves them
+/// out takes the path's, as kube-apiserver's decoder does.
+fn check_type(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     let want = ctx.res.api_version();
+    let map = obj
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    let api_version = map
+        .entry("apiVersion")
+        .or_insert_with(|| json!(want))
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = map
+        .entry("kind")
+        .or_insert_with(|| json!(ctx.res.kind))
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if api_version != want {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({want})"
@@ -141,6 +142,8 @@ pub fn prepare_create(ctx_generation: bool, kind: &str, obj: &mut Value) {
         }
         if ctx_generation {
             meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
         }
     }
     if kind == "Namespace" {
@@ -152,8 +155,8 @@ pub fn prepare_create(ctx_generation: bool, kind: &str, obj: &mut Value) {
 /// `POST` to a collection.
 pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
     let dry_run = ctx.query.dry_run()?;
-    let input = parse_body(&ctx.headers, body)?;
-    check_type(ctx, &input)?;
+    let mut input = parse_body(&ctx.headers, body)?;
+    check_type(ctx, &mut input)?;
     let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
     check_namespace(ctx, &mut obj)?;
     let mut name = meta_str(&obj, "name").to_string();
@@ -202,8 +205,8 @@ fn same_object(a: &Value, b: &Value) -> bool {
 /// `PUT` an object.
 pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
     let dry_run = ctx.query.dry_run()?;
-    let input = parse_body(&ctx.headers, body)?;
-    check_type(ctx, &input)?;
+    let mut input = parse_body(&ctx.headers, body)?;
+    check_type(ctx, &mut input)?;
     let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
     check_namespace(ctx, &mut obj)?;
     let body_name = meta_str(&obj, "name").to_string();

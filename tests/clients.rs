@@ -1,0 +1,162 @@
+//! kube-rs and the Python `kubernetes` client against a real `skiff server`.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+mod support;
+use support::Server;
+
+struct Cluster {
+    _server: Server,
+    dir: tempfile::TempDir,
+}
+
+fn start() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let kubeconfig = format!("{data}/kubeconfig.yaml");
+    let mut server = Server::start(&[
+        "--data-dir",
+        &data,
+        "--https-listen-port",
+        "0",
+        "--write-kubeconfig",
+        &kubeconfig,
+        "--disable-agent",
+    ]);
+    server.wait_for("Server is running");
+    Cluster {
+        _server: server,
+        dir,
+    }
+}
+
+async fn client(c: &Cluster) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(c.dir.path().join("kubeconfig.yaml")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn configmap(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "kube-rs"}},
+        "data": {"k": "v"},
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_creates_lists_and_gets_conflicts_on_stale_replaces() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = start();
+        let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
+        let created = api
+            .create(&PostParams::default(), &configmap("one"))
+            .await
+            .unwrap();
+        let rv = created.metadata.resource_version.clone().unwrap();
+        let list = api
+            .list(&ListParams::default().labels("app=kube-rs"))
+            .await
+            .unwrap();
+        assert_eq!(list.items.len(), 1);
+        assert!(list.metadata.resource_version.is_some());
+        let mut changed = created.clone();
+        changed.data = Some([("k".to_string(), "w".to_string())].into());
+        api.replace("one", &PostParams::default(), &changed)
+            .await
+            .unwrap();
+        // The same resourceVersion again is stale now.
+        let mut stale = created.clone();
+        stale.metadata.resource_version = Some(rv);
+        match api.replace("one", &PostParams::default(), &stale).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 409);
+                assert_eq!(status.reason, "Conflict");
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_watches_and_resumes_from_a_bookmark() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = start();
+        let api: Api<ConfigMap> = Api::namespaced(client(&c).await, "default");
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let start_rv = list.metadata.resource_version.unwrap();
+        let params = WatchParams::default().timeout(60);
+        let mut stream = api.watch(&params, &start_rv).await.unwrap().boxed();
+        api.create(&PostParams::default(), &configmap("w1"))
+            .await
+            .unwrap();
+        let mut bookmark = None;
+        while let Some(event) = stream.try_next().await.unwrap() {
+            match event {
+                WatchEvent::Added(cm) => assert_eq!(cm.metadata.name.as_deref(), Some("w1")),
+                WatchEvent::Bookmark(b) => {
+                    bookmark = Some(b.metadata.resource_version);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        drop(stream);
+        let bookmark = bookmark.expect("a bookmark arrives");
+        // Resuming from the bookmark replays nothing older, and sees what comes next.
+        let mut resumed = api.watch(&params, &bookmark).await.unwrap().boxed();
+        api.create(&PostParams::default(), &configmap("w2"))
+            .await
+            .unwrap();
+        match resumed.try_next().await.unwrap() {
+            Some(WatchEvent::Added(cm)) => assert_eq!(cm.metadata.name.as_deref(), Some("w2")),
+            other => panic!("expected w2 only, got {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The Python client is installed by scripts/deps.sh into target/py.
+#[test]
+fn the_python_client_lists_and_watches() {
+    let c = start();
+    let script = r#"
+import sys
+from kubernetes import client, config, watch
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+v1.create_namespaced_config_map("default", {"metadata": {"name": "py"}, "data": {"a": "b"}})
+names = [cm.metadata.name for cm in v1.list_namespaced_config_map("default").items]
+assert names == ["py"], names
+seen = []
+for event in watch.Watch().stream(v1.list_namespaced_config_map, "default", timeout_seconds=5):
+    seen.append((event["type"], event["object"].metadata.name))
+    break
+assert seen == [("ADDED", "py")], seen
+ns = [n.metadata.name for n in v1.list_namespace().items]
+assert "kube-system" in ns, ns
+print("ok")
+"#;
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            script,
+            c.dir.path().join("kubeconfig.yaml").to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
