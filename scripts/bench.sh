@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh [store] [--quick]
+# Benchmarks. Usage: scripts/bench.sh [store|api] [--quick]
 # Prints a table; keep the latest one, the command and the machine in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,5 +9,6 @@ what=${1:-store}
 [ $# -gt 0 ] && shift
 case "$what" in
   store) cargo bench --quiet --bench store -- "$@" ;;
-  *) echo "bench: unknown benchmark '$what' (known: store)" >&2; exit 2 ;;
+  api) cargo bench --quiet --bench api -- "$@" ;;
+  *) echo "bench: unknown benchmark '$what' (known: store, api)" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@
 //! authorization lands, every authenticated user may do everything.
 
 pub mod auth;
+pub mod cache;
 pub mod discovery;
 pub mod handlers;
 pub mod objects;
@@ -113,7 +114,10 @@ impl ApiServer {
         Ok(ApiServer {
             listener,
             acceptor,
-            state: Arc::new(ApiState { store }),
+            state: Arc::new(ApiState {
+                caches: Arc::new(cache::Caches::new(store.clone())),
+                store,
+            }),
             tokens: Arc::new(config.tokens),
         })
     }

@@ -45,6 +45,36 @@ pub enum Columns {
     Endpoints,
     /// PersistentVolumeClaims.
     PersistentVolumeClaim,
+    /// PersistentVolumes.
+    PersistentVolume,
+    /// ServiceAccounts.
+    ServiceAccount,
+    /// ResourceQuotas.
+    ResourceQuota,
+    /// Kinds shown with their creation time: LimitRanges, Roles, ClusterRoles.
+    CreatedAt,
+    /// ControllerRevisions.
+    ControllerRevision,
+    /// Leases.
+    Lease,
+    /// EndpointSlices.
+    EndpointSlice,
+    /// events.k8s.io Events.
+    EventsV1,
+    /// RoleBindings and ClusterRoleBindings.
+    Binding,
+    /// Ingresses.
+    Ingress,
+    /// IngressClasses.
+    IngressClass,
+    /// NetworkPolicies.
+    NetworkPolicy,
+    /// PodDisruptionBudgets.
+    PodDisruptionBudget,
+    /// PriorityClasses.
+    PriorityClass,
+    /// StorageClasses.
+    StorageClass,
 }
 
 /// A subresource as discovery lists it.
@@ -230,32 +260,32 @@ resources! {
     core::Node => ("", "v1", "Node", "nodes", "node", false, &["no"], NONE, ST, &["spec.unschedulable"], false, Node),
     core::ConfigMap => ("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NONE, NO_SUBS, NONE, false, ConfigMap),
     core::Secret => ("", "v1", "Secret", "secrets", "secret", true, NONE, NONE, NO_SUBS, &["type"], false, Secret),
-    core::ServiceAccount => ("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, NO_SUBS, NONE, false, Default),
+    core::ServiceAccount => ("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, NO_SUBS, NONE, false, ServiceAccount),
     core::Event => ("", "v1", "Event", "events", "event", true, &["ev"], NONE, NO_SUBS, EVENT_FIELDS, false, Event),
-    core::PersistentVolume => ("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, ST, NONE, false, Default),
+    core::PersistentVolume => ("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, ST, NONE, false, PersistentVolume),
     core::PersistentVolumeClaim => ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NONE, ST, NONE, false, PersistentVolumeClaim),
-    core::ResourceQuota => ("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, ST, NONE, false, Default),
-    core::LimitRange => ("", "v1", "LimitRange", "limitranges", "limitrange", true, &["limits"], NONE, NO_SUBS, NONE, false, Default),
+    core::ResourceQuota => ("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, ST, NONE, false, ResourceQuota),
+    core::LimitRange => ("", "v1", "LimitRange", "limitranges", "limitrange", true, &["limits"], NONE, NO_SUBS, NONE, false, CreatedAt),
     apps::Deployment => ("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], ALL, ST_SCALE, NONE, true, Deployment),
     apps::ReplicaSet => ("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL, ST_SCALE, NONE, true, ReplicaSet),
     apps::DaemonSet => ("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL, ST, NONE, true, DaemonSet),
     apps::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], ALL, ST_SCALE, NONE, true, StatefulSet),
-    apps::ControllerRevision => ("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, NONE, NONE, NO_SUBS, NONE, false, Default),
+    apps::ControllerRevision => ("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, NONE, NONE, NO_SUBS, NONE, false, ControllerRevision),
     batch::Job => ("batch", "v1", "Job", "jobs", "job", true, NONE, ALL, ST, NONE, true, Job),
     batch::CronJob => ("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, ST, NONE, true, CronJob),
-    coordination::Lease => ("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, NO_SUBS, NONE, false, Default),
-    discovery::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NONE, NONE, NO_SUBS, NONE, false, Default),
-    events::Event => ("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NONE, NO_SUBS, NONE, false, Default),
-    rbac::Role => ("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NONE, NONE, NO_SUBS, NONE, false, Default),
-    rbac::RoleBinding => ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, NO_SUBS, NONE, false, Default),
-    rbac::ClusterRole => ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, NO_SUBS, NONE, false, Default),
-    rbac::ClusterRoleBinding => ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NONE, NONE, NO_SUBS, NONE, false, Default),
-    networking::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, ST, NONE, true, Default),
-    networking::IngressClass => ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, NO_SUBS, NONE, false, Default),
-    networking::NetworkPolicy => ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, NO_SUBS, NONE, true, Default),
-    policy::PodDisruptionBudget => ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, ST, NONE, true, Default),
-    scheduling::PriorityClass => ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, NO_SUBS, NONE, false, Default),
-    storage::StorageClass => ("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, NO_SUBS, NONE, false, Default),
+    coordination::Lease => ("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, NO_SUBS, NONE, false, Lease),
+    discovery::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NONE, NONE, NO_SUBS, NONE, false, EndpointSlice),
+    events::Event => ("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NONE, NO_SUBS, NONE, false, EventsV1),
+    rbac::Role => ("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NONE, NONE, NO_SUBS, NONE, false, CreatedAt),
+    rbac::RoleBinding => ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, NO_SUBS, NONE, false, Binding),
+    rbac::ClusterRole => ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, NO_SUBS, NONE, false, CreatedAt),
+    rbac::ClusterRoleBinding => ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NONE, NONE, NO_SUBS, NONE, false, Binding),
+    networking::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, ST, NONE, true, Ingress),
+    networking::IngressClass => ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, NO_SUBS, NONE, false, IngressClass),
+    networking::NetworkPolicy => ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, NO_SUBS, NONE, true, NetworkPolicy),
+    policy::PodDisruptionBudget => ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, ST, NONE, true, PodDisruptionBudget),
+    scheduling::PriorityClass => ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, NO_SUBS, NONE, false, PriorityClass),
+    storage::StorageClass => ("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, NO_SUBS, NONE, false, StorageClass),
 }
 
 /// The resource served at `group`/`version` under `plural`.

@@ -18,7 +18,7 @@ mod sled;
 mod sqlite;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 #[cfg(test)]
 mod crash_tests;
 

@@ -29,6 +29,8 @@ use crate::store::Backend;
 pub struct ApiState {
     /// The datastore.
     pub store: Arc<dyn Backend>,
+    /// The watch caches, one per kind.
+    pub caches: Arc<super::cache::Caches>,
 }
 
 /// The query parameters of a resource request.

@@ -98,6 +98,33 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
     let labels_sel = ctx.labels()?;
     let fields_sel = ctx.fields()?;
     let limit = ctx.query.int("limit")?.unwrap_or(0).max(0) as usize;
+    let from_cache = ctx.query.get("continue").is_none_or(str::is_empty)
+        && ctx.query.get("resourceVersion") == Some("0")
+        && ctx
+            .query
+            .get("resourceVersionMatch")
+            .is_none_or(|m| m.is_empty() || m == "NotOlderThan");
+    if from_cache {
+        // Any recent state will do: the watch cache's, whole (a limit may be ignored).
+        let snap = ctx
+            .state
+            .caches
+            .get(ctx.res)
+            .await?
+            .snapshot(&ctx.res.collection_key(ctx.namespace()));
+        let items: Vec<Value> = snap
+            .objects
+            .iter()
+            .filter(|o| labels_sel.matches(&labels(o)) && fields_sel.matches(o))
+            .map(|o| (**o).clone())
+            .collect();
+        let meta = json!({"resourceVersion": snap.revision.to_string()});
+        return Ok(json_response(
+            StatusCode::OK,
+            &render(ctx, &items, Some(meta), false),
+            &[],
+        ));
+    }
     let (mut revision, mut start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
             let c = Continue::decode(token)?;

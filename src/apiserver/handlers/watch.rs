@@ -1,5 +1,7 @@
 //! watch: a chunked stream of one JSON event per line, flushed per event.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -7,16 +9,17 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::Ctx;
+use crate::apiserver::cache::CachedEvent;
 use crate::apiserver::objects::{from_stored, set_resource_version};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 use crate::apiserver::table;
 use crate::k8s::fields::FieldSelector;
 use crate::k8s::labels::LabelSelector;
 use crate::k8s::meta::labels;
-use crate::store::{Event, EventKind, ListRequest, Revision, StoreError, Watch};
+use crate::store::{Event, EventKind, Revision, StoreError, Watch};
 
 /// How often a watch that asked for bookmarks gets one, when its revision moved.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
@@ -30,6 +33,10 @@ struct Filter {
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(&labels(obj)) && self.fields.matches(obj)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 }
 
@@ -76,19 +83,29 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
     let prefix = ctx.res.collection_key(ctx.namespace());
     let store = &ctx.state.store;
     let rv = ctx.query.get("resourceVersion").unwrap_or_default();
-    let (start, initial) = if rv.is_empty() || rv == "0" {
-        let list = store
-            .list(&ListRequest::prefix(prefix.clone()))
-            .await
-            .map_err(|e| ctx.store_err(e, ""))?;
-        let mut initial = Vec::new();
-        for kv in &list.kvs {
-            let obj = from_stored(kv)?;
-            if filter.matches(&obj) {
-                initial.push(("ADDED", obj));
-            }
-        }
-        (list.revision + 1, initial)
+    let cache = ctx.state.caches.get(ctx.res).await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let mut writer = EventWriter {
+        tx,
+        table: ctx.table,
+        res: ctx.res,
+        columns_sent: false,
+    };
+    let (source, last, initial) = if rv.is_empty() || rv == "0" {
+        // The current state from the cache, then what follows it.
+        let snap = cache.snapshot(&prefix);
+        let initial = snap
+            .objects
+            .iter()
+            .filter(|o| filter.matches(o))
+            .map(|o| ("ADDED", (**o).clone()))
+            .collect();
+        let source = Source::Cache {
+            past: VecDeque::new(),
+            live: snap.events,
+            prefix: prefix.clone(),
+        };
+        (source, snap.revision, initial)
     } else {
         let n: Revision = rv
             .parse()
@@ -100,40 +117,47 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
         if n > current {
             return Err(ApiError::too_large_resource_version(n, current));
         }
-        (n + 1, Vec::new())
-    };
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let writer = EventWriter {
-        tx,
-        table: ctx.table,
-        res: ctx.res,
-        columns_sent: false,
-    };
-    match store.watch(&prefix, start).await {
-        Ok(watch) => {
-            let stream = Stream {
-                writer,
-                filter,
-                watch,
-                last: start - 1,
-                bookmarks,
-                timeout,
-            };
-            tokio::spawn(stream.run(initial));
+        match cache.since(n) {
+            Some((past, live)) => (
+                Source::Cache {
+                    past: past.into(),
+                    live,
+                    prefix: prefix.clone(),
+                },
+                n,
+                Vec::new(),
+            ),
+            // Older than the cache's history: the datastore replays it, or says it is gone.
+            None => match store.watch(&prefix, n + 1).await {
+                Ok(watch) => (Source::Store(watch), n, Vec::new()),
+                Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                }) => {
+                    let status = ApiError::expired(format!(
+                        "too old resource version: {} ({compacted})",
+                        requested - 1
+                    ));
+                    tokio::spawn(async move { writer.send("ERROR", status.to_status()).await });
+                    return Ok(stream_response(rx));
+                }
+                Err(e) => return Err(ctx.store_err(e, "")),
+            },
         }
-        Err(StoreError::Compacted {
-            requested,
-            compacted,
-        }) => {
-            let status = ApiError::expired(format!(
-                "too old resource version: {} ({compacted})",
-                requested - 1
-            ));
-            let mut writer = writer;
-            tokio::spawn(async move { writer.send("ERROR", status.to_status()).await });
-        }
-        Err(e) => return Err(ctx.store_err(e, "")),
-    }
+    };
+    let stream = Stream {
+        writer,
+        filter,
+        source,
+        last,
+        bookmarks,
+        timeout,
+    };
+    tokio::spawn(stream.run(initial));
+    Ok(stream_response(rx))
+}
+
+fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -142,7 +166,7 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
-    Ok(resp)
+    resp
 }
 
 fn rand_below(n: u64) -> u64 {
@@ -169,7 +193,66 @@ impl EventWriter {
         };
         let mut line = json!({"type": kind, "object": object}).to_string();
         line.push('\n');
-        self.tx.send(Bytes::from(line)).await.is_ok()
+        self.send_line(Bytes::from(line)).await
+    }
+
+    /// Sends an encoded line; false once the client is gone.
+    async fn send_line(&mut self, line: Bytes) -> bool {
+        self.tx.send(line).await.is_ok()
+    }
+}
+
+/// Where a watch's events come from.
+enum Source {
+    /// The kind's watch cache: events it still held, then live ones.
+    Cache {
+        past: VecDeque<Arc<CachedEvent>>,
+        live: broadcast::Receiver<Arc<CachedEvent>>,
+        prefix: String,
+    },
+    /// The datastore, for a resume older than the cache's history.
+    Store(Watch),
+}
+
+/// What the next step of a source gave.
+enum Next {
+    Cached(Arc<CachedEvent>),
+    Stored(Vec<Event>),
+    Failed(ApiError),
+    /// The source ended (the cache restarted, or the watcher fell too far behind).
+    End,
+}
+
+impl Source {
+    async fn next(&mut self) -> Next {
+        match self {
+            Source::Cache { past, live, prefix } => loop {
+                let event = match past.pop_front() {
+                    Some(e) => e,
+                    None => match live.recv().await {
+                        Ok(e) => e,
+                        Err(_) => return Next::End,
+                    },
+                };
+                if event.key.starts_with(prefix.as_str()) {
+                    return Next::Cached(event);
+                }
+            },
+            Source::Store(watch) => match watch.next().await {
+                Some(Ok(events)) => Next::Stored(events),
+                Some(Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                })) => Next::Failed(ApiError::expired(format!(
+                    "too old resource version: {} ({compacted})",
+                    requested - 1
+                ))),
+                Some(Err(other)) => {
+                    Next::Failed(ApiError::internal(format!("watch ended: {other}")))
+                }
+                None => Next::End,
+            },
+        }
     }
 }
 
@@ -177,7 +260,7 @@ impl EventWriter {
 struct Stream {
     writer: EventWriter,
     filter: Filter,
-    watch: Watch,
+    source: Source,
     /// The last revision delivered (or known to hold nothing for this watch).
     last: Revision,
     bookmarks: bool,
@@ -210,8 +293,25 @@ impl Stream {
                         }
                     }
                 }
-                next = self.watch.next() => match next {
-                    Some(Ok(events)) => {
+                next = self.source.next() => match next {
+                    Next::Cached(event) => {
+                        if event.revision <= self.last {
+                            continue;
+                        }
+                        self.last = event.revision;
+                        let sent = if self.filter.is_empty() && !self.writer.table {
+                            self.writer.send_line(event.line()).await
+                        } else {
+                            match self.filtered(event.kind, event.prev.as_deref(), &event.object) {
+                                Some((kind, obj)) => self.writer.send(kind, obj).await,
+                                None => true,
+                            }
+                        };
+                        if !sent {
+                            return;
+                        }
+                    }
+                    Next::Stored(events) => {
                         for event in events {
                             self.last = event.revision();
                             if let Some((kind, obj)) = self.convert(&event) {
@@ -221,16 +321,11 @@ impl Stream {
                             }
                         }
                     }
-                    Some(Err(err)) => {
-                        let status = match err {
-                            StoreError::Compacted { requested, compacted } => ApiError::expired(
-                                format!("too old resource version: {} ({compacted})", requested - 1)),
-                            other => ApiError::internal(format!("watch ended: {other}")),
-                        };
+                    Next::Failed(status) => {
                         self.writer.send("ERROR", status.to_status()).await;
                         return;
                     }
-                    None => return,
+                    Next::End => return,
                 },
             }
         }
@@ -240,23 +335,34 @@ impl Stream {
     fn convert(&self, event: &Event) -> Option<(&'static str, Value)> {
         let parse = |kv: &crate::store::KeyValue| from_stored(kv).ok();
         let old = event.prev.as_ref().and_then(parse);
-        let old_match = old.as_ref().is_some_and(|o| self.filter.matches(o));
-        match event.kind {
+        let new = match event.kind {
             EventKind::Delete => {
-                let mut obj = old?;
+                let mut obj = old.clone()?;
                 set_resource_version(&mut obj, event.revision());
-                old_match.then_some(("DELETED", obj))
+                obj
             }
-            EventKind::Put => {
-                let obj = parse(&event.kv)?;
-                let new_match = self.filter.matches(&obj);
-                match (old.is_some() && old_match, new_match) {
-                    (false, true) => Some(("ADDED", obj)),
-                    (true, true) => Some(("MODIFIED", obj)),
-                    (true, false) => Some(("DELETED", obj)),
-                    (false, false) => None,
-                }
-            }
+            EventKind::Put => parse(&event.kv)?,
+        };
+        self.filtered(event.kind, old.as_ref(), &new)
+    }
+
+    /// The event type a watcher with selectors sees, if any: an object that starts or stops
+    /// matching is ADDED or DELETED for it.
+    fn filtered(
+        &self,
+        kind: EventKind,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Option<(&'static str, Value)> {
+        let old_match = old.is_some_and(|o| self.filter.matches(o));
+        match kind {
+            EventKind::Delete => old_match.then(|| ("DELETED", new.clone())),
+            EventKind::Put => match (old_match, self.filter.matches(new)) {
+                (false, true) => Some(("ADDED", new.clone())),
+                (true, true) => Some(("MODIFIED", new.clone())),
+                (true, false) => Some(("DELETED", new.clone())),
+                (false, false) => None,
+            },
         }
     }
 }
