@@ -139,6 +139,14 @@ pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Res
     resp
 }
 
+/// A 200 answer of JSON already encoded.
+pub fn bytes_response(body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}
+
 fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get("accept")

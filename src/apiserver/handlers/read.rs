@@ -5,7 +5,7 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{json_response, render, Ctx};
+use super::{bytes_response, json_response, render, Ctx};
 use crate::apiserver::objects::from_stored;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::k8s::meta::labels;
@@ -112,18 +112,35 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
             .get(ctx.res)
             .await?
             .snapshot(&ctx.res.collection_key(ctx.namespace()));
-        let items: Vec<Value> = snap
-            .objects
-            .iter()
-            .filter(|o| labels_sel.matches(&labels(o)) && fields_sel.matches(o))
-            .map(|o| (**o).clone())
-            .collect();
+        let selected = snap.objects.iter().filter(|o| {
+            labels_sel.matches(&o.labels)
+                && (fields_sel.is_empty() || fields_sel.matches(&o.value()))
+        });
         let meta = json!({"resourceVersion": snap.revision.to_string()});
-        return Ok(json_response(
-            StatusCode::OK,
-            &render(ctx, &items, Some(meta), false),
-            &[],
-        ));
+        if ctx.table {
+            let items: Vec<Value> = selected.map(|o| o.value()).collect();
+            return Ok(json_response(
+                StatusCode::OK,
+                &render(ctx, &items, Some(meta), false),
+                &[],
+            ));
+        }
+        // The list is the cached bytes joined: nothing is parsed or encoded again.
+        let head = json!({"kind": format!("{}List", ctx.res.kind), "apiVersion": ctx.res.api_version(), "metadata": meta});
+        let head = head.to_string();
+        let mut body = Vec::with_capacity(
+            snap.objects.iter().map(|o| o.json.len() + 1).sum::<usize>() + head.len() + 16,
+        );
+        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        body.extend_from_slice(b",\"items\":[");
+        for (i, o) in selected.enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&o.json);
+        }
+        body.extend_from_slice(b"]}");
+        return Ok(bytes_response(body));
     }
     let (mut revision, mut start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {

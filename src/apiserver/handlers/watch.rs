@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Ctx;
-use crate::apiserver::cache::CachedEvent;
+use crate::apiserver::cache::{watch_line, CachedEvent, CachedObject};
 use crate::apiserver::objects::{from_stored, set_resource_version};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 use crate::apiserver::table;
@@ -31,6 +31,11 @@ struct Filter {
 }
 
 impl Filter {
+    fn matches_cached(&self, obj: &CachedObject) -> bool {
+        self.labels.matches(&obj.labels)
+            && (self.fields.is_empty() || self.fields.matches(&obj.value()))
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(&labels(obj)) && self.fields.matches(obj)
     }
@@ -97,8 +102,8 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
         let initial = snap
             .objects
             .iter()
-            .filter(|o| filter.matches(o))
-            .map(|o| ("ADDED", (**o).clone()))
+            .filter(|o| filter.matches_cached(o))
+            .cloned()
             .collect();
         let source = Source::Cache {
             past: VecDeque::new(),
@@ -268,9 +273,14 @@ struct Stream {
 }
 
 impl Stream {
-    async fn run(mut self, initial: Vec<(&'static str, Value)>) {
-        for (kind, obj) in initial {
-            if !self.writer.send(kind, obj).await {
+    async fn run(mut self, initial: Vec<Arc<CachedObject>>) {
+        for obj in initial {
+            let sent = if self.writer.table {
+                self.writer.send("ADDED", obj.value()).await
+            } else {
+                self.writer.send_line(watch_line("ADDED", &obj.json)).await
+            };
+            if !sent {
                 return;
             }
         }
@@ -302,7 +312,8 @@ impl Stream {
                         let sent = if self.filter.is_empty() && !self.writer.table {
                             self.writer.send_line(event.line()).await
                         } else {
-                            match self.filtered(event.kind, event.prev.as_deref(), &event.object) {
+                            let prev = event.prev.as_ref().map(|p| p.value());
+                            match self.filtered(event.kind, prev.as_ref(), &event.object.value()) {
                                 Some((kind, obj)) => self.writer.send(kind, obj).await,
                                 None => true,
                             }
