@@ -116,31 +116,12 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
             labels_sel.matches(&o.labels)
                 && (fields_sel.is_empty() || fields_sel.matches(&o.value()))
         });
+        let mut body = ListBody::new(ctx);
+        for o in selected {
+            body.push_bytes(&o.json, || o.value());
+        }
         let meta = json!({"resourceVersion": snap.revision.to_string()});
-        if ctx.table {
-            let items: Vec<Value> = selected.map(|o| o.value()).collect();
-            return Ok(json_response(
-                StatusCode::OK,
-                &render(ctx, &items, Some(meta), false),
-                &[],
-            ));
-        }
-        // The list is the cached bytes joined: nothing is parsed or encoded again.
-        let head = json!({"kind": format!("{}List", ctx.res.kind), "apiVersion": ctx.res.api_version(), "metadata": meta});
-        let head = head.to_string();
-        let mut body = Vec::with_capacity(
-            snap.objects.iter().map(|o| o.json.len() + 1).sum::<usize>() + head.len() + 16,
-        );
-        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-        body.extend_from_slice(b",\"items\":[");
-        for (i, o) in selected.enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(&o.json);
-        }
-        body.extend_from_slice(b"]}");
-        return Ok(bytes_response(body));
+        return Ok(body.finish(ctx, meta));
     }
     let (mut revision, mut start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
@@ -150,7 +131,7 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
         None => (list_revision(ctx).await?, None),
     };
     let prefix = ctx.res.collection_key(ctx.namespace());
-    let mut items = Vec::new();
+    let mut items = ListBody::new(ctx);
     let mut next = None;
     loop {
         let req = ListRequest {
@@ -168,7 +149,7 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
         for (i, kv) in page.kvs.iter().enumerate() {
             let obj = from_stored(kv)?;
             if labels_sel.matches(&labels(&obj)) && fields_sel.matches(&obj) {
-                items.push(obj);
+                items.push_value(obj);
             }
             if limit > 0 && items.len() == limit {
                 if i + 1 < count || page.more {
@@ -186,11 +167,77 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
     if let Some(start) = next {
         meta["continue"] = json!(Continue { revision, start }.encode());
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &render(ctx, &items, Some(meta), false),
-        &[],
-    ))
+    Ok(items.finish(ctx, meta))
+}
+
+/// A list answer built one item at a time: JSON items are encoded as they come, so a large
+/// list never holds every object parsed at once (tables need them whole).
+enum ListBody {
+    Table(Vec<Value>),
+    Json { items: Vec<u8>, count: usize },
+}
+
+impl ListBody {
+    fn new(ctx: &Ctx) -> Self {
+        if ctx.table {
+            ListBody::Table(Vec::new())
+        } else {
+            ListBody::Json {
+                items: Vec::new(),
+                count: 0,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ListBody::Table(v) => v.len(),
+            ListBody::Json { count, .. } => *count,
+        }
+    }
+
+    fn push_value(&mut self, obj: Value) {
+        match self {
+            ListBody::Table(v) => v.push(obj),
+            ListBody::Json { .. } => {
+                let json = serde_json::to_vec(&obj).unwrap_or_default();
+                self.push_bytes(&json, || Value::Null)
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, json: &[u8], parse: impl FnOnce() -> Value) {
+        match self {
+            ListBody::Table(v) => v.push(parse()),
+            ListBody::Json { items, count } => {
+                if *count > 0 {
+                    items.push(b',');
+                }
+                items.extend_from_slice(json);
+                *count += 1;
+            }
+        }
+    }
+
+    fn finish(self, ctx: &Ctx, meta: Value) -> Response {
+        match self {
+            ListBody::Table(items) => {
+                json_response(StatusCode::OK, &render(ctx, &items, Some(meta), false), &[])
+            }
+            ListBody::Json { items, .. } => {
+                let head = json!({"kind": format!("{}List", ctx.res.kind),
+                                  "apiVersion": ctx.res.api_version(), "metadata": meta})
+                .to_string();
+                // The head without its closing brace, then the items.
+                let mut body = Vec::with_capacity(head.len() + items.len() + 16);
+                body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+                body.extend_from_slice(b",\"items\":[");
+                body.extend_from_slice(&items);
+                body.extend_from_slice(b"]}");
+                bytes_response(body)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
