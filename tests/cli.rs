@@ -183,3 +183,29 @@ fn a_database_on_a_read_only_disk_is_refused() {
     );
     assert_eq!(std::fs::read(db_path(dir.path())).unwrap(), before);
 }
+
+#[test]
+fn a_port_in_use_ends_with_one_clear_message() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let kubeconfig = format!("{data}/kubeconfig.yaml");
+    let out = run(&[
+        "server",
+        "--data-dir",
+        data,
+        "--https-listen-port",
+        &port,
+        "--write-kubeconfig",
+        &kubeconfig,
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("listen on 0.0.0.0:{port}")), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        !std::path::Path::new(&kubeconfig).exists(),
+        "no kubeconfig for a server that is not up"
+    );
+}

@@ -160,3 +160,77 @@ print("ok")
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+/// A bad request: method, path, content type, body, expected code, expected text.
+type BadCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
+/// Sends one raw request; returns the status code and body.
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(body)
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (code, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_stores_nothing() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = start();
+        let client = client(&c).await;
+        let cms = "/api/v1/namespaces/default/configmaps";
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n";
+        let (code, body) = raw(&client, "POST", cms, "application/yaml", yaml.into()).await;
+        assert_eq!(code, 201, "{body}");
+        let cases: Vec<BadCase> = vec![
+            ("POST", cms, "application/json", b"{\"apiVersion\": \"v1\", \"kind\":".to_vec(), 400, "could not be decoded as JSON"),
+            ("POST", cms, "application/yaml", b"metadata: [unclosed".to_vec(), 400, "could not be decoded as YAML"),
+            ("POST", cms, "text/plain", b"hello".to_vec(), 415, "UnsupportedMediaType"),
+            ("POST", cms, "application/json", vec![b' '; 4 << 20], 413, "larger than the limit"),
+            ("POST", "/api/v1/namespaces/default/gadgets", "application/json", b"{}".to_vec(), 404, "NotFound"),
+            ("POST", cms, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"other"}}"#.to_vec(), 400, "does not match the namespace"),
+            ("POST", cms, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"UPPER"}}"#.to_vec(), 422, "Invalid"),
+            ("POST", cms, "application/json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(), 400, "does not match the expected kind"),
+            ("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=abc", "application/json", Vec::new(), 400, "invalid resource version"),
+            ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20b", "application/json", Vec::new(), 400, "BadRequest"),
+            ("GET", "/api/v1/namespaces/default/configmaps?continue=bogus", "application/json", Vec::new(), 400, "continue"),
+        ];
+        for (method, path, ct, body, want, text) in cases {
+            let (code, answer) = raw(&client, method, path, ct, body).await;
+            assert_eq!(code, want, "{method} {path} ({ct}): {answer}");
+            assert!(answer.contains(text), "{method} {path}: {answer}");
+            assert!(answer.contains("\"kind\":\"Status\""), "{answer}");
+        }
+        // The server is still up, and only the YAML object was stored.
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let names: Vec<String> = api.list(&Default::default()).await.unwrap().items.into_iter()
+            .filter_map(|cm| cm.metadata.name).collect();
+        assert_eq!(names, ["from-yaml"]);
+    })
+    .await
+    .unwrap();
+}

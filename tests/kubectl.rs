@@ -494,3 +494,36 @@ fn generator_commands_of_kubectl_1_32_and_later_send_protobuf_and_work() {
         assert!(ports.contains("80/TCP"), "{ports}");
     }
 }
+
+#[test]
+fn wait_for_delete_returns_when_the_object_goes() {
+    let c = Cluster::start();
+    let cm = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"doomed\"}}";
+    assert!(kubectl(&c, 33, &["create", "-f", "-"], Some(cm))
+        .status
+        .success());
+    let mut wait = Command::new(kubectl_path(33))
+        .args(["wait", "--for=delete", "configmap/doomed", "--timeout=30s"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait.try_wait().unwrap().is_none(),
+        "wait returned before the delete"
+    );
+    ok(&c, 30, &["delete", "configmap", "doomed", "--wait=false"]);
+    for _ in 0..200 {
+        if let Some(status) = wait.try_wait().unwrap() {
+            let out = wait.wait_with_output().unwrap();
+            assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = wait.kill();
+    panic!("kubectl wait --for=delete did not return after the delete");
+}

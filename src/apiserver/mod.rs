@@ -287,9 +287,9 @@ async fn route(state: Arc<ApiState>, user: Option<User>, req: Request<Body>) -> 
         return ApiError::no_route().into_response();
     };
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body = match read_body(body).await {
         Ok(bytes) => bytes,
-        Err(_) => return ApiError::too_large(MAX_BODY).into_response(),
+        Err(resp) => return resp,
     };
     handlers::handle(
         state,
@@ -300,6 +300,35 @@ async fn route(state: Arc<ApiState>, user: Option<User>, req: Request<Body>) -> 
         body,
     )
     .await
+}
+
+/// How much of an oversized body is read and thrown away, so that the client sees the 413
+/// instead of a connection cut while it is still sending.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is answered with 413.
+async fn read_body(body: Body) -> Result<bytes::Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(ApiError::bad_request("the request body could not be read").into_response());
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY).into_response());
+    }
+    Ok(buf.freeze())
 }
 
 /// Creates the built-in namespaces on first start.

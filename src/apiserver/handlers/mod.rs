@@ -215,14 +215,23 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         return crate::apiserver::protobuf::decode_object(body)
             .map_err(|e| ApiError::bad_request(e.to_string()));
     }
-    if !matches!(media, "application/json" | "" | "*/*") {
-        return Err(ApiError::unsupported_media_type(content_type));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as JSON: {e}"
-        ))
-    })?;
+    let value: Value = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })?,
+        "application/yaml" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the YAML body of the request is not UTF-8"))?;
+            serde_saphyr::from_str(text).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body of the request could not be decoded as YAML: {e}"
+                ))
+            })?
+        }
+        _ => return Err(ApiError::unsupported_media_type(content_type)),
+    };
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request must be a JSON object",
