@@ -15,10 +15,16 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(|_| Vec::new())
+    }
+
+    /// A server with more flags, made from its data dir.
+    fn start_with(extra: impl Fn(&Path) -> Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
         let kubeconfig = format!("{data}/kubeconfig.yaml");
-        let mut server = Server::start(&[
+        let extra = extra(dir.path());
+        let mut args = vec![
             "--data-dir",
             &data,
             "--https-listen-port",
@@ -26,7 +32,9 @@ impl Cluster {
             "--write-kubeconfig",
             &kubeconfig,
             "--disable-agent",
-        ]);
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        let mut server = Server::start(&args);
         server.wait_for("Server is running");
         Cluster { server, dir }
     }
@@ -378,30 +386,47 @@ fn a_restart_keeps_every_object_and_resource_version() {
     assert!(before.matches('=').count() >= 3, "{before}");
 }
 
-#[test]
-fn a_client_without_a_certificate_or_known_token_is_unauthorized() {
-    let c = Cluster::start();
+/// A kubeconfig that trusts the cluster's CA and logs in with `token` only.
+fn token_kubeconfig(c: &Cluster, token: &str) -> PathBuf {
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_string();
-    let anon = c.dir.path().join("anonymous.yaml");
-    std::fs::write(&anon, format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: {server}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: not-a-token\n"
+    let find = |key: &str| {
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap()
+            .to_string()
+    };
+    let (server, ca) = (find("server: "), find("certificate-authority-data: "));
+    let path = c.dir.path().join(format!("token-{}.yaml", token.len()));
+    std::fs::write(&path, format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n"
     )).unwrap();
-    let out = Command::new(kubectl_path(30))
-        .args(["get", "ns", "--kubeconfig", anon.to_str().unwrap()])
-        .env("HOME", c.dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("Unauthorized") || stderr.contains("must be logged in"),
-        "{stderr}"
-    );
+    path
+}
+
+#[test]
+fn token_file_users_get_in_and_everyone_else_is_unauthorized() {
+    let c = Cluster::start_with(|dir| {
+        let tokens = dir.join("tokens.csv");
+        std::fs::write(&tokens, "s3cret-token,alice,1001,\"dev\"\n").unwrap();
+        vec!["--token-auth-file".into(), tokens.to_str().unwrap().into()]
+    });
+    for (token, allowed) in [("s3cret-token", true), ("not-a-token", false)] {
+        let kubeconfig = token_kubeconfig(&c, token);
+        let out = Command::new(kubectl_path(30))
+            .args(["get", "ns", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .env("HOME", c.dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), allowed, "{token}: {stderr}");
+        if !allowed {
+            assert!(
+                stderr.contains("Unauthorized") || stderr.contains("must be logged in"),
+                "{stderr}"
+            );
+        }
+    }
 }
 
 #[test]
