@@ -3,6 +3,8 @@
 //!
 //! Run with `scripts/bench.sh api` (add `--quick` for a short smoke run).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -87,13 +89,6 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-}
-
 fn configmap(name: String) -> ConfigMap {
     serde_json::from_value(
         serde_json::json!({"metadata": {"name": name}, "data": {"k": "v".repeat(200)}}),
@@ -128,33 +123,16 @@ where
         + 'static,
     F: Fn(String) -> K + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..clients {
-        let (api, make, prefix) = (api.clone(), make.clone(), prefix.to_string());
-        tasks.spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let t = Instant::now();
-                api.create(
-                    &PostParams::default(),
-                    &make(format!("{prefix}-{c:02}-{i:05}")),
-                )
+    let (api, make, prefix) = (api.clone(), Arc::new(make), prefix.to_string());
+    common::concurrent(clients, per_client, move |c, i| {
+        let (api, obj) = (api.clone(), make(format!("{prefix}-{c:02}-{i:05}")));
+        async move {
+            api.create(&PostParams::default(), &obj)
                 .await
                 .expect("create");
-                lat.push(t.elapsed());
-            }
-            lat
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(lat) = tasks.join_next().await {
-        all.extend(lat.expect("a client task"));
-    }
-    let rate = (clients * per_client) as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    (rate, all)
+        }
+    })
+    .await
 }
 
 async fn list_ms(client: &kube::Client, query: &str) -> f64 {
@@ -169,7 +147,7 @@ async fn list_ms(client: &kube::Client, query: &str) -> f64 {
         assert!(body.len() > 1000);
     }
     times.sort();
-    pct(&times, 0.5)
+    common::percentile(&times, 0.5)
 }
 
 async fn watch_p99(client: &kube::Client, events: usize) -> f64 {
@@ -211,7 +189,7 @@ async fn watch_p99(client: &kube::Client, events: usize) -> f64 {
         }
     }
     lat.sort();
-    pct(&lat, 0.99)
+    common::percentile(&lat, 0.99)
 }
 
 async fn store_sequential(dir: &Path, n: usize) -> f64 {
@@ -292,7 +270,11 @@ fn main() {
             ),
             (
                 "create latency p50 / p99, 1 client (ms)".into(),
-                format!("{:.2} / {:.2}", pct(&seq, 0.5), pct(&seq, 0.99)),
+                format!(
+                    "{:.2} / {:.2}",
+                    common::percentile(&seq, 0.5),
+                    common::percentile(&seq, 0.99)
+                ),
             ),
             (
                 format!("creates/s, {CLIENTS} clients"),
@@ -300,7 +282,11 @@ fn main() {
             ),
             (
                 format!("create latency p50 / p99, {CLIENTS} clients (ms)"),
-                format!("{:.2} / {:.2}", pct(&conc, 0.5), pct(&conc, 0.99)),
+                format!(
+                    "{:.2} / {:.2}",
+                    common::percentile(&conc, 0.5),
+                    common::percentile(&conc, 0.99)
+                ),
             ),
             (
                 "peer: datastore creates/s in process, 1 client (SQLite)".into(),
@@ -340,18 +326,9 @@ fn main() {
     });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "machine: {cores} cores ({cpu}){}",
+        "machine: {}{}",
+        common::machine(),
         if quick { " (quick run)" } else { "" }
     );
     println!();

@@ -3,6 +3,8 @@
 //!
 //! Run with `scripts/bench.sh store` (add `--quick` for a short smoke run).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,14 +82,6 @@ fn write_bytes(of: IoOf) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 fn value() -> Vec<u8> {
     vec![b'v'; VALUE]
 }
@@ -104,35 +98,19 @@ async fn sequential(s: &Arc<dyn Backend>, n: usize, r: &mut Results) {
     }
     r.seq_writes_per_s = n as f64 / started.elapsed().as_secs_f64();
     lat.sort();
-    r.seq_p50_ms = percentile(&lat, 0.5);
-    r.seq_p99_ms = percentile(&lat, 0.99);
+    r.seq_p50_ms = common::percentile(&lat, 0.5);
+    r.seq_p99_ms = common::percentile(&lat, 0.99);
 }
 
 async fn concurrent(s: &Arc<dyn Backend>, per_client: usize, prefix: &str) -> (f64, Vec<Duration>) {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..CLIENTS {
-        let s = s.clone();
-        let prefix = prefix.to_string();
-        tasks.spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let t = Instant::now();
-                s.create(&format!("{prefix}{c:02}-{i:08}"), value(), None)
-                    .await
-                    .expect("create");
-                lat.push(t.elapsed());
-            }
-            lat
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(lat) = tasks.join_next().await {
-        all.extend(lat.expect("writer task"));
-    }
-    let rate = (CLIENTS * per_client) as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    (rate, all)
+    let (s, prefix) = (s.clone(), prefix.to_string());
+    common::concurrent(CLIENTS, per_client, move |c, i| {
+        let (s, key) = (s.clone(), format!("{prefix}{c:02}-{i:08}"));
+        async move {
+            s.create(&key, value(), None).await.expect("create");
+        }
+    })
+    .await
 }
 
 async fn list(s: &Arc<dyn Backend>, n: usize, r: &mut Results) {
@@ -148,7 +126,7 @@ async fn list(s: &Arc<dyn Backend>, n: usize, r: &mut Results) {
         assert!(got.kvs.len() >= n);
     }
     times.sort();
-    r.list_ms = percentile(&times, 0.5);
+    r.list_ms = common::percentile(&times, 0.5);
 }
 
 async fn watch_latency(s: &Arc<dyn Backend>, writes: usize, r: &mut Results) {
@@ -187,7 +165,7 @@ async fn watch_latency(s: &Arc<dyn Backend>, writes: usize, r: &mut Results) {
         }
     }
     lat.sort();
-    r.watch_p99_ms = percentile(&lat, 0.99);
+    r.watch_p99_ms = common::percentile(&lat, 0.99);
 }
 
 /// Bytes written per 1 KB update, with `clients` updating their own keys.
@@ -280,8 +258,8 @@ async fn run_backend(s: Arc<dyn Backend>, io: IoOf, sizes: &Sizes) -> Results {
     eprintln!("bench: {}: writes, {CLIENTS} clients", s.name());
     let (rate, lat) = concurrent(&s, sizes.concurrent_per_client, "/registry/conc/").await;
     r.conc_writes_per_s = rate;
-    r.conc_p50_ms = percentile(&lat, 0.5);
-    r.conc_p99_ms = percentile(&lat, 0.99);
+    r.conc_p50_ms = common::percentile(&lat, 0.5);
+    r.conc_p99_ms = common::percentile(&lat, 0.99);
     eprintln!("bench: {}: list {} keys", s.name(), sizes.list_keys);
     list(&s, sizes.list_keys, &mut r).await;
     eprintln!("bench: {}: watch latency, {WATCHERS} watchers", s.name());
@@ -346,21 +324,6 @@ fn row(name: &str, unit: &str, vals: [f64; 3], higher_is_better: bool) {
     );
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick { &QUICK } else { &FULL };
@@ -391,7 +354,7 @@ fn main() {
     let v = |f: fn(&Results) -> f64| [f(&results[0]), f(&results[1]), f(&results[2])];
     println!(
         "machine: {}{}",
-        machine(),
+        common::machine(),
         if quick { " (quick run)" } else { "" }
     );
     println!();

@@ -8,31 +8,10 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 mod support;
-use support::Server;
-
-struct Cluster {
-    _server: Server,
-    dir: tempfile::TempDir,
-}
+use support::Cluster;
 
 fn start() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_string();
-    let kubeconfig = format!("{data}/kubeconfig.yaml");
-    let mut server = Server::start(&[
-        "--data-dir",
-        &data,
-        "--https-listen-port",
-        "0",
-        "--write-kubeconfig",
-        &kubeconfig,
-        "--disable-agent",
-    ]);
-    server.wait_for("Server is running");
-    Cluster {
-        _server: server,
-        dir,
-    }
+    Cluster::start()
 }
 
 async fn client(c: &Cluster) -> kube::Client {

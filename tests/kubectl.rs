@@ -5,60 +5,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod support;
-use support::Server;
-
-/// A server on a free port with its own data dir and kubeconfig.
-struct Cluster {
-    server: Server,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        Cluster::start_with(|_| Vec::new())
-    }
-
-    /// A server with more flags, made from its data dir.
-    fn start_with(extra: impl Fn(&Path) -> Vec<String>) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_str().unwrap().to_string();
-        let kubeconfig = format!("{data}/kubeconfig.yaml");
-        let extra = extra(dir.path());
-        let mut args = vec![
-            "--data-dir",
-            &data,
-            "--https-listen-port",
-            "0",
-            "--write-kubeconfig",
-            &kubeconfig,
-            "--disable-agent",
-        ];
-        args.extend(extra.iter().map(String::as_str));
-        let mut server = Server::start(&args);
-        server.wait_for("Server is running");
-        Cluster { server, dir }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig.yaml")
-    }
-
-    fn restart(&mut self) {
-        assert!(self.server.terminate());
-        let data = self.dir.path().to_str().unwrap().to_string();
-        let kubeconfig = format!("{data}/kubeconfig.yaml");
-        self.server = Server::start(&[
-            "--data-dir",
-            &data,
-            "--https-listen-port",
-            "0",
-            "--write-kubeconfig",
-            &kubeconfig,
-            "--disable-agent",
-        ]);
-        self.server.wait_for("Server is running");
-    }
-}
+use support::Cluster;
 
 fn kubectl_path(minor: u32) -> String {
     format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}")

@@ -111,3 +111,57 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A `skiff server` on a free port with its own data dir and kubeconfig.
+pub struct Cluster {
+    /// The server process.
+    pub server: Server,
+    /// Its data dir, where the kubeconfig is too.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A server with the usual flags.
+    pub fn start() -> Cluster {
+        Cluster::start_with(|_| Vec::new())
+    }
+
+    fn args(dir: &Path) -> Vec<String> {
+        let data = dir.to_str().unwrap().to_string();
+        let kubeconfig = format!("{data}/kubeconfig.yaml");
+        [
+            "--data-dir",
+            &data,
+            "--https-listen-port",
+            "0",
+            "--write-kubeconfig",
+            &kubeconfig,
+            "--disable-agent",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// A server with more flags, made from its data dir.
+    pub fn start_with(extra: impl Fn(&Path) -> Vec<String>) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = Cluster::args(dir.path());
+        args.extend(extra(dir.path()));
+        let mut server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        server.wait_for("Server is running");
+        Cluster { server, dir }
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data.
+    pub fn restart(&mut self) {
+        assert!(self.server.terminate());
+        let args = Cluster::args(self.dir.path());
+        self.server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        self.server.wait_for("Server is running");
+    }
+}

@@ -116,6 +116,19 @@ impl Ctx {
         FieldValidation::parse(self.query.get("fieldValidation"))
     }
 
+    /// The object stored at `key` now, with its store entry; 404 if there is none.
+    async fn current(&self, key: &str, name: &str) -> ApiResult<(crate::store::KeyValue, Value)> {
+        let (_, kv) = self
+            .state
+            .store
+            .get(key, 0)
+            .await
+            .map_err(|e| self.store_err(e, name))?;
+        let kv = kv.ok_or_else(|| self.not_found(name))?;
+        let obj = super::objects::from_stored(&kv)?;
+        Ok((kv, obj))
+    }
+
     fn not_found(&self, name: &str) -> ApiError {
         ApiError::not_found(self.res.group, self.res.plural, name)
     }

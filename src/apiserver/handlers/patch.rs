@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::write::{commit_update, UpdateOutcome};
 use super::{json_response, Ctx};
-use crate::apiserver::objects::{decode, from_stored};
+use crate::apiserver::objects::decode;
 use crate::apiserver::status::{ApiError, ApiResult};
 use crate::k8s::meta::meta_str;
 
@@ -193,14 +193,7 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
     let validation = ctx.validation()?;
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
-        let (_, kv) = ctx
-            .state
-            .store
-            .get(&key, 0)
-            .await
-            .map_err(|e| ctx.store_err(e, name))?;
-        let kv = kv.ok_or_else(|| ctx.not_found(name))?;
-        let current = from_stored(&kv)?;
+        let (kv, current) = ctx.current(&key, name).await?;
         let mut patched = current.clone();
         match kind {
             PatchType::Merge => merge_patch(&mut patched, &patch),

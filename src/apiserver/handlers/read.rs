@@ -14,14 +14,7 @@ use crate::store::{ListRequest, Revision, StoreError};
 /// `GET …/NAME`.
 pub async fn get(ctx: &Ctx, name: &str) -> ApiResult<Response> {
     let key = ctx.res.key(ctx.namespace(), name);
-    let (_, kv) = ctx
-        .state
-        .store
-        .get(&key, 0)
-        .await
-        .map_err(|e| ctx.store_err(e, name))?;
-    let kv = kv.ok_or_else(|| ctx.not_found(name))?;
-    let obj = from_stored(&kv)?;
+    let (_, obj) = ctx.current(&key, name).await?;
     Ok(json_response(
         StatusCode::OK,
         &render(ctx, &[obj], None, true),

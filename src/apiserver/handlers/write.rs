@@ -218,17 +218,10 @@ pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
     let wanted_rv = meta_str(&obj, "resourceVersion").to_string();
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
-        let (_, kv) = ctx
-            .state
-            .store
-            .get(&key, 0)
-            .await
-            .map_err(|e| ctx.store_err(e, name))?;
-        let kv = kv.ok_or_else(|| ctx.not_found(name))?;
+        let (kv, current) = ctx.current(&key, name).await?;
         if !wanted_rv.is_empty() && wanted_rv != kv.mod_revision.to_string() {
             return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
         }
-        let current = from_stored(&kv)?;
         match commit_update(ctx, &key, name, &kv, &current, obj.clone(), dry_run).await {
             Err(ApiError { code: 409, .. }) if wanted_rv.is_empty() => continue,
             Err(e) => return Err(e),
@@ -361,14 +354,7 @@ pub async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
     }
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
-        let (_, kv) = ctx
-            .state
-            .store
-            .get(&key, 0)
-            .await
-            .map_err(|e| ctx.store_err(e, name))?;
-        let kv = kv.ok_or_else(|| ctx.not_found(name))?;
-        let obj = from_stored(&kv)?;
+        let (kv, obj) = ctx.current(&key, name).await?;
         check_preconditions(ctx, name, &obj, &opts)?;
         if dry_run {
             return Ok(json_response(StatusCode::OK, &obj, &[]));

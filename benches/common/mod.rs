@@ -1,0 +1,59 @@
+//! What the benchmarks share: running many clients at once, percentiles, the machine.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Runs `op(client, i)` `per_client` times from each of `clients` tasks at once; returns
+/// operations per second and every latency, sorted.
+pub async fn concurrent<F, Fut>(clients: usize, per_client: usize, op: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let t = Instant::now();
+                op(c, i).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(lat) = tasks.join_next().await {
+        all.extend(lat.expect("a client task"));
+    }
+    let rate = (clients * per_client) as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    (rate, all)
+}
+
+/// The `p` quantile of sorted latencies, in milliseconds.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Cores, CPU model and kernel, for the table's heading.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
+}
