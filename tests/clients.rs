@@ -213,3 +213,108 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_written_only_through_the_status_subresource() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = start();
+        let client = client(&c).await;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let deploy: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+            "status": {"replicas": 7}
+        }))
+        .unwrap();
+        let created = api.create(&PostParams::default(), &deploy).await.unwrap();
+        assert!(
+            created.status.is_none(),
+            "status given on create is dropped"
+        );
+        let patch = serde_json::json!({"status": {"replicas": 3, "readyReplicas": 2}});
+        let patched = api
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        assert_eq!(patched.status.as_ref().and_then(|s| s.replicas), Some(3));
+        assert_eq!(
+            patched.metadata.generation,
+            Some(1),
+            "status writes leave generation alone"
+        );
+        // The main endpoint ignores status.
+        let mut changed = patched.clone();
+        changed.status.as_mut().unwrap().replicas = Some(99);
+        changed.spec.as_mut().unwrap().replicas = Some(5);
+        let replaced = api
+            .replace("web", &PostParams::default(), &changed)
+            .await
+            .unwrap();
+        assert_eq!(replaced.status.as_ref().and_then(|s| s.replicas), Some(3));
+        assert_eq!(replaced.metadata.generation, Some(2));
+        // A patch may not move an object to another namespace.
+        let moved = serde_json::json!({"metadata": {"namespace": "kube-system"}});
+        assert!(
+            matches!(api.patch("web", &PatchParams::default(), &Patch::Merge(&moved)).await,
+                         Err(kube::Error::Api(s)) if s.code == 400)
+        );
+        // Cluster-scoped kinds are not under a namespace; namespaces have no deletecollection.
+        let (code, _) = raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/nodes",
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(code, 404);
+        let (code, _) = raw(
+            &client,
+            "DELETE",
+            "/api/v1/namespaces",
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(code, 405);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_namespace_survives_updates_until_it_is_finalized() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = start();
+        let api: Api<Namespace> = Api::all(client(&c).await);
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "doomed"}})).unwrap();
+        api.create(&PostParams::default(), &ns).await.unwrap();
+        api.delete("doomed", &DeleteParams::default())
+            .await
+            .unwrap();
+        let label = serde_json::json!({"metadata": {"labels": {"x": "y"}}});
+        api.patch("doomed", &PatchParams::default(), &Patch::Merge(&label))
+            .await
+            .unwrap();
+        let got = api.get("doomed").await.unwrap();
+        assert_eq!(
+            got.status.and_then(|s| s.phase).as_deref(),
+            Some("Terminating")
+        );
+        assert!(
+            api.delete("default", &DeleteParams::default())
+                .await
+                .is_err(),
+            "system namespaces stay"
+        );
+    })
+    .await
+    .unwrap();
+}

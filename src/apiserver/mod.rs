@@ -336,7 +336,7 @@ pub async fn bootstrap(store: &dyn Backend) -> Result<(), crate::store::StoreErr
     for ns in handlers::SYSTEM_NAMESPACES {
         let mut obj =
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        handlers::prepare_create(false, "Namespace", &mut obj);
+        handlers::prepare_create(false, true, "Namespace", &mut obj);
         let key = format!("/registry/namespaces/{ns}");
         match store.create(&key, objects::to_stored(&obj), None).await {
             Ok(_) => tracing::info!(namespace = ns, "Created namespace."),

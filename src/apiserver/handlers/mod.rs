@@ -52,8 +52,12 @@ impl Query {
         self.0.get(name).map(String::as_str)
     }
 
+    /// A boolean parameter, read as Go's `strconv.ParseBool` reads it.
     fn flag(&self, name: &str) -> bool {
-        matches!(self.get(name), Some("true") | Some("1"))
+        matches!(
+            self.get(name),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     fn int(&self, name: &str) -> ApiResult<Option<i64>> {
@@ -129,6 +133,11 @@ impl Ctx {
         Ok((kv, obj))
     }
 
+    /// Whether the request is for the status subresource.
+    fn status_only(&self) -> bool {
+        self.path.subresource.as_deref() == Some("status")
+    }
+
     fn not_found(&self, name: &str) -> ApiError {
         ApiError::not_found(self.res.group, self.res.plural, name)
     }
@@ -195,10 +204,25 @@ pub async fn handle(
 }
 
 async fn dispatch(ctx: &Ctx, method: Method, body: Bytes) -> ApiResult<Response> {
-    if ctx.path.subresource.is_some() {
-        return Err(ApiError::no_route());
+    match ctx.path.subresource.as_deref() {
+        None => {}
+        Some("status") if ctx.res.has_status() && ctx.path.name.is_some() => {
+            let name = ctx.path.name.clone().unwrap_or_default();
+            return match method {
+                Method::GET => read::get(ctx, &name).await,
+                Method::PUT => write::update(ctx, &name, &body).await,
+                Method::PATCH => patch::patch(ctx, &name, &body).await,
+                other => Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource: {other}"
+                ))),
+            };
+        }
+        Some(_) => return Err(ApiError::no_route()),
     }
     if ctx.res.namespaced && ctx.path.name.is_some() && ctx.path.namespace.is_none() {
+        return Err(ApiError::no_route());
+    }
+    if !ctx.res.namespaced && ctx.path.namespace.is_some() {
         return Err(ApiError::no_route());
     }
     let name = ctx.path.name.clone();

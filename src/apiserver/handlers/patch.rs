@@ -199,9 +199,10 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
             PatchType::Merge => merge_patch(&mut patched, &patch),
             PatchType::Json => json_patch(&mut patched, &patch)?,
         }
-        // A patch that names a resourceVersion is a precondition on it.
+        // A patch that names a resourceVersion is a precondition on it; one that removes
+        // it is unconditional.
         let wanted_rv = meta_str(&patched, "resourceVersion").to_string();
-        if wanted_rv != kv.mod_revision.to_string() {
+        if !wanted_rv.is_empty() && wanted_rv != kv.mod_revision.to_string() {
             return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
         }
         let pinned =
@@ -211,6 +212,7 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
                 "the name of an object cannot be changed by a patch",
             ));
         }
+        super::write::check_namespace(ctx, &mut patched)?;
         let (patched, warnings) = decode(ctx.res, patched, validation)?;
         match commit_update(ctx, &key, name, &kv, &current, patched, dry_run).await {
             Ok(UpdateOutcome(obj)) => return Ok(json_response(StatusCode::OK, &obj, &warnings)),

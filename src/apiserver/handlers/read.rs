@@ -73,7 +73,9 @@ async fn list_revision(ctx: &Ctx) -> ApiResult<Revision> {
     }
     let n: Revision = rv
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+        .ok()
+        .filter(|n: &Revision| *n >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
     let current = ctx
         .state
         .store
@@ -118,7 +120,24 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
     }
     let (mut revision, mut start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
+            if ctx
+                .query
+                .get("resourceVersion")
+                .is_some_and(|rv| !rv.is_empty())
+            {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
             let c = Continue::decode(token)?;
+            if !c
+                .start
+                .starts_with(&ctx.res.collection_key(ctx.namespace()))
+            {
+                return Err(ApiError::bad_request(
+                    "continue key is not valid for this list",
+                ));
+            }
             (c.revision, Some(c.start))
         }
         None => (list_revision(ctx).await?, None),

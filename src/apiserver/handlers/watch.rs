@@ -60,7 +60,7 @@ fn invalid(field: &str, message: &str) -> ApiError {
 
 /// `GET` a collection with `watch=true`.
 pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
-    if ctx.query.get("sendInitialEvents").is_some() {
+    if ctx.query.flag("sendInitialEvents") {
         return Err(invalid(
             "sendInitialEvents",
             "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
@@ -114,7 +114,9 @@ pub async fn watch(ctx: &Ctx) -> ApiResult<Response> {
     } else {
         let n: Revision = rv
             .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            .ok()
+            .filter(|n: &Revision| *n >= 0)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
         let current = store
             .current_revision()
             .await

@@ -57,7 +57,7 @@ fn check_type(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Makes the body's namespace agree with the path's.
-fn check_namespace(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+pub(super) fn check_namespace(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     let body_ns = meta_str(obj, "namespace").to_string();
     let meta =
         metadata_mut(obj).ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
@@ -127,8 +127,15 @@ fn ttl(ctx: &Ctx) -> Option<Duration> {
     (ctx.res.plural == "events").then_some(EVENT_TTL)
 }
 
+/// Whether something still has to finish with the object before it goes: metadata
+/// finalizers, or for a namespace its spec finalizers (emptied by `finalize`).
+fn has_finalizers(obj: &Value) -> bool {
+    let nonempty = |v: &Value| v.as_array().is_some_and(|f| !f.is_empty());
+    nonempty(&obj["metadata"]["finalizers"]) || nonempty(&obj["spec"]["finalizers"])
+}
+
 /// Fields the server sets on create.
-pub fn prepare_create(ctx_generation: bool, kind: &str, obj: &mut Value) {
+pub fn prepare_create(ctx_generation: bool, has_status: bool, kind: &str, obj: &mut Value) {
     if let Some(meta) = metadata_mut(obj) {
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
@@ -144,6 +151,12 @@ pub fn prepare_create(ctx_generation: bool, kind: &str, obj: &mut Value) {
             meta.insert("generation".into(), json!(1));
         } else {
             meta.remove("generation");
+        }
+    }
+    // Status is the system's to write, through the status subresource.
+    if has_status {
+        if let Some(map) = obj.as_object_mut() {
+            map.remove("status");
         }
     }
     if kind == "Namespace" {
@@ -182,7 +195,12 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
     if let Some(meta) = metadata_mut(&mut obj) {
         meta.insert("name".into(), json!(name));
     }
-    prepare_create(ctx.res.generation, ctx.res.kind, &mut obj);
+    prepare_create(
+        ctx.res.generation,
+        ctx.res.has_status(),
+        ctx.res.kind,
+        &mut obj,
+    );
     if dry_run {
         return Ok(json_response(StatusCode::CREATED, &obj, &warnings));
     }
@@ -260,6 +278,19 @@ pub async fn commit_update(
 
 /// The object an update stores: the body, with what the server owns kept from `current`.
 fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
+    if ctx.status_only() {
+        // The status subresource takes the status and nothing else.
+        let mut out = current.clone();
+        match next.get_mut("status").map(std::mem::take) {
+            Some(status) if !status.is_null() => out["status"] = status,
+            _ => {
+                if let Some(map) = out.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+        return out;
+    }
     for field in [
         "uid",
         "creationTimestamp",
@@ -301,9 +332,7 @@ async fn write_or_finalize(
     mut next: Value,
 ) -> ApiResult<Value> {
     let deleting = next["metadata"].get("deletionTimestamp").is_some();
-    let finalizers = next["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty());
+    let finalizers = has_finalizers(&next);
     if deleting && !finalizers {
         let (rev, _) = ctx
             .state
@@ -398,9 +427,7 @@ async fn delete_one(
     kv: &KeyValue,
     mut obj: Value,
 ) -> ApiResult<Value> {
-    let finalizers = obj["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty());
+    let finalizers = has_finalizers(&obj);
     let namespace = ctx.res.plural == "namespaces";
     if finalizers || namespace {
         if obj["metadata"].get("deletionTimestamp").is_some() {
@@ -435,6 +462,12 @@ async fn delete_one(
 
 /// `DELETE` a collection: every object the selectors match.
 pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
+    if ctx.res.plural == "namespaces" {
+        // kube-apiserver has no deletecollection for namespaces either.
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource: deletecollection namespaces",
+        ));
+    }
     let dry_run = ctx.query.dry_run()?;
     let opts = delete_options(ctx, body)?;
     let labels_sel = ctx.labels()?;
