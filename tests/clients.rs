@@ -308,6 +308,18 @@ async fn a_terminating_namespace_survives_updates_until_it_is_finalized() {
             got.status.and_then(|s| s.phase).as_deref(),
             Some("Terminating")
         );
+        let cms: Api<ConfigMap> = Api::namespaced(client(&c).await, "doomed");
+        match cms.create(&PostParams::default(), &configmap("late")).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 403);
+                assert!(
+                    s.message.contains("configmaps \"late\" is forbidden"),
+                    "{}",
+                    s.message
+                );
+            }
+            other => panic!("expected 403, got {other:?}"),
+        }
         assert!(
             api.delete("default", &DeleteParams::default())
                 .await

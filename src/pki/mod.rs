@@ -146,6 +146,7 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<(ClusterPki, [Origi
     let (serving, serving_origin) = load_or_issue(
         dir,
         "serving",
+        "serving",
         &issuer,
         |p| {
             p.distinguished_name.push(DnType::CommonName, "skiff");
@@ -158,6 +159,7 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<(ClusterPki, [Origi
     let (admin, admin_origin) = load_or_issue(
         dir,
         "client-admin",
+        "admin client",
         &issuer,
         |p| {
             p.distinguished_name
@@ -202,13 +204,7 @@ fn load_or_create_ca(dir: &Path) -> Result<(CertPair, Origin), PkiError> {
     validity(&mut params);
     params.not_after = params.not_before + time::Duration::days(10 * 365);
     let cert = params.self_signed(&key).map_err(generate("CA"))?;
-    let pair = CertPair {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    };
-    write(&key_path, &pair.key_pem, true)?;
-    write(&cert_path, &pair.cert_pem, false)?;
-    Ok((pair, Origin::Created))
+    save(&cert, &key, &cert_path, &key_path)
 }
 
 /// Reads `<name>.crt`/`<name>.key` if present and `still_good` accepts the certificate;
@@ -216,6 +212,7 @@ fn load_or_create_ca(dir: &Path) -> Result<(CertPair, Origin), PkiError> {
 fn load_or_issue(
     dir: &Path,
     name: &str,
+    what: &'static str,
     issuer: &Issuer<'_, KeyPair>,
     fill: impl Fn(&mut CertificateParams) -> Result<(), rcgen::Error>,
     still_good: impl Fn(&str) -> bool,
@@ -229,11 +226,6 @@ fn load_or_issue(
             return Ok((CertPair { cert_pem, key_pem }, Origin::Reused));
         }
     }
-    let what: &'static str = if name == "serving" {
-        "serving"
-    } else {
-        "client"
-    };
     let key = KeyPair::generate().map_err(generate(what))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -245,12 +237,22 @@ fn load_or_issue(
     params.use_authority_key_identifier_extension = true;
     validity(&mut params);
     let cert = params.signed_by(&key, issuer).map_err(generate(what))?;
+    save(&cert, &key, &cert_path, &key_path)
+}
+
+/// Writes a new certificate and its key (key first, owner-only) and returns them.
+fn save(
+    cert: &rcgen::Certificate,
+    key: &KeyPair,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(CertPair, Origin), PkiError> {
     let pair = CertPair {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     };
-    write(&key_path, &pair.key_pem, true)?;
-    write(&cert_path, &pair.cert_pem, false)?;
+    write(key_path, &pair.key_pem, true)?;
+    write(cert_path, &pair.cert_pem, false)?;
     Ok((pair, Origin::Created))
 }
 

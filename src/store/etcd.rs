@@ -392,26 +392,16 @@ impl Backend for EtcdBackend {
                             next = stream.message() => next,
                             _ = tx.closed() => return,
                         };
-                        match next {
-                            Ok(Some(resp)) => resp,
-                            Ok(None) => {
-                                let message = "etcd closed the watch stream".to_string();
-                                let _ = tx
-                                    .send(Err(StoreError::Etcd {
-                                        endpoint: endpoint.to_string(),
-                                        message,
-                                    }))
-                                    .await;
-                                return;
-                            }
-                            Err(err) => {
-                                let message = format!("watch failed: {err}");
-                                let _ = tx
-                                    .send(Err(StoreError::Etcd {
-                                        endpoint: endpoint.to_string(),
-                                        message,
-                                    }))
-                                    .await;
+                        let message = match next {
+                            Ok(Some(resp)) => Ok(resp),
+                            Ok(None) => Err("etcd closed the watch stream".to_string()),
+                            Err(err) => Err(format!("watch failed: {err}")),
+                        };
+                        match message {
+                            Ok(resp) => resp,
+                            Err(message) => {
+                                let endpoint = endpoint.to_string();
+                                let _ = tx.send(Err(StoreError::Etcd { endpoint, message })).await;
                                 return;
                             }
                         }

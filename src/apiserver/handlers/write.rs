@@ -101,7 +101,7 @@ fn check_name(ctx: &Ctx, name: &str) -> ApiResult<()> {
 }
 
 /// The namespace must exist, and must not be terminating, for objects to be created in it.
-async fn check_namespace_exists(ctx: &Ctx) -> ApiResult<()> {
+async fn check_namespace_exists(ctx: &Ctx, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.namespace() else {
         return Ok(());
     };
@@ -115,9 +115,8 @@ async fn check_namespace_exists(ctx: &Ctx) -> ApiResult<()> {
     let kv = kv.ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
     if from_stored(&kv)?["status"]["phase"] == "Terminating" {
         return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             ctx.res.plural,
-            meta_str(&from_stored(&kv)?, "name")
         )));
     }
     Ok(())
@@ -191,7 +190,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         name = generate_name(&base);
     }
     check_name(ctx, &name)?;
-    check_namespace_exists(ctx).await?;
+    check_namespace_exists(ctx, &name).await?;
     if let Some(meta) = metadata_mut(&mut obj) {
         meta.insert("name".into(), json!(name));
     }
