@@ -5,21 +5,16 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 mod support;
-use support::Cluster;
+use support::{raw, Cluster};
 
 fn start() -> Cluster {
     Cluster::start()
 }
 
 async fn client(c: &Cluster) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(c.dir.path().join("kubeconfig.yaml")).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
+    c.client().await
 }
 
 fn configmap(name: &str) -> ConfigMap {
@@ -149,32 +144,6 @@ type BadCase = (
     u16,
     &'static str,
 );
-
-/// Sends one raw request; returns the status code and body.
-async fn raw(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, String) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(body)
-        .unwrap();
-    let resp = client
-        .send(req.map(kube::client::Body::from))
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    (code, String::from_utf8_lossy(&bytes).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_stores_nothing() {

@@ -12,6 +12,7 @@ pub mod objects;
 pub mod protobuf;
 pub mod request;
 pub mod resources;
+pub mod services;
 pub mod status;
 pub mod table;
 
@@ -59,6 +60,8 @@ pub struct ApiServerConfig {
     pub pki: ClusterPki,
     /// Bearer tokens, if a token file was given.
     pub tokens: TokenFile,
+    /// The ClusterIP and NodePort ranges.
+    pub services: Arc<services::ServiceNetwork>,
 }
 
 /// An API server bound to its port, ready to serve.
@@ -117,6 +120,7 @@ impl ApiServer {
             state: Arc::new(ApiState {
                 caches: Arc::new(cache::Caches::new(store.clone())),
                 store,
+                services: config.services,
             }),
             tokens: Arc::new(config.tokens),
         })
@@ -331,8 +335,13 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, Response> {
     Ok(buf.freeze())
 }
 
-/// Creates the built-in namespaces on first start.
-pub async fn bootstrap(store: &dyn Backend) -> Result<(), crate::store::StoreError> {
+/// Creates the built-in namespaces on first start, and makes the `kubernetes` Service
+/// point at `api`.
+pub async fn bootstrap(
+    store: &dyn Backend,
+    net: &services::ServiceNetwork,
+    api: services::kubernetes::Advertised,
+) -> Result<(), crate::store::StoreError> {
     for ns in handlers::SYSTEM_NAMESPACES {
         let mut obj =
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -344,5 +353,7 @@ pub async fn bootstrap(store: &dyn Backend) -> Result<(), crate::store::StoreErr
             Err(e) => return Err(e),
         }
     }
+    services::kubernetes::reconcile(store, net, api).await?;
+    services::repair::repair_once(store, net).await?;
     Ok(())
 }

@@ -228,6 +228,16 @@ const NONE: &[&str] = &[];
 const ST: &[Subresource] = &[STATUS];
 const ST_SCALE: &[Subresource] = &[SCALE, STATUS];
 const NO_SUBS: &[Subresource] = &[];
+const NAMESPACE_SUBS: &[Subresource] = &[
+    Subresource {
+        name: "finalize",
+        group: "",
+        version: "",
+        kind: "",
+        verbs: &["update"],
+    },
+    STATUS,
+];
 const POD_FIELDS: &[&str] = &[
     "spec.nodeName",
     "spec.restartPolicy",
@@ -253,7 +263,7 @@ const EVENT_FIELDS: &[&str] = &[
 ];
 
 resources! {
-    core::Namespace => ("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], NONE, ST, &["status.phase"], false, Namespace),
+    core::Namespace => ("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], NONE, NAMESPACE_SUBS, &["status.phase"], false, Namespace),
     core::Pod => ("", "v1", "Pod", "pods", "pod", true, &["po"], ALL, POD_SUBRESOURCES, POD_FIELDS, false, Pod),
     core::Service => ("", "v1", "Service", "services", "service", true, &["svc"], ALL, ST, NONE, false, Service),
     core::Endpoints => ("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NONE, NO_SUBS, NONE, false, Endpoints),

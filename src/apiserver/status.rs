@@ -193,6 +193,11 @@ impl ApiError {
         err
     }
 
+    /// 429.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        ApiError::new(429, "TooManyRequests", message)
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(500, "InternalError", message)
@@ -220,7 +225,13 @@ impl ApiError {
             let causes: Vec<Value> = d
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| {
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }

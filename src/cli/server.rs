@@ -14,7 +14,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::auth::TokenFile;
+use crate::apiserver::services::kubernetes::Advertised;
+use crate::apiserver::services::{repair, ServiceNetwork};
 use crate::apiserver::{self, ApiServer, ApiServerConfig};
+use crate::k8s::cidr::Ipv4Cidr;
 use crate::pki;
 use crate::store::compactor::{Compactor, CompactorConfig};
 use crate::store::{self, Backend, Endpoint, StoreConfig, TlsFiles};
@@ -91,9 +94,47 @@ pub struct ServerArgs {
     #[arg(long, env = "SKIFF_TOKEN_AUTH_FILE")]
     pub token_auth_file: Option<PathBuf>,
 
+    /// The range ClusterIPs are allocated from.
+    #[arg(long, env = "SKIFF_SERVICE_CIDR", default_value = "10.43.0.0/16", value_parser = parse_service_cidr)]
+    pub service_cidr: Ipv4Cidr,
+
+    /// The range NodePorts are allocated from.
+    #[arg(long, env = "SKIFF_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: (u16, u16),
+
+    /// The address other nodes and pods reach the API server at (default: the first
+    /// --node-ip, else --bind-address, else the address of the default route).
+    #[arg(long, env = "SKIFF_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+
     /// Run without the embedded agent (this build has none yet, so it is always off).
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
     pub disable_agent: bool,
+}
+
+fn parse_service_cidr(text: &str) -> Result<Ipv4Cidr, String> {
+    let cidr: Ipv4Cidr = text.parse().map_err(|e| format!("{e}"))?;
+    // kube-apiserver's limits: at most 2^20 addresses, and room for a few services.
+    if cidr.prefix() < 12 || cidr.prefix() > 28 {
+        return Err(format!(
+            "{text} has a /{} mask; use a mask between /12 and /28",
+            cidr.prefix()
+        ));
+    }
+    Ok(cidr)
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid port range {text:?}: give it as FIRST-LAST, such as 30000-32767");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -146,10 +187,22 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     let revision = store.current_revision().await?;
     tracing::info!(backend = store.name(), endpoint = ?config.endpoint, revision, took = ?started.elapsed(), "Datastore opened.");
 
-    apiserver::bootstrap(store.as_ref())
+    let net = Arc::new(ServiceNetwork::new(
+        args.service_cidr,
+        args.service_node_port_range.0,
+        args.service_node_port_range.1,
+    ));
+    let api = start_api_server(&args, store.clone(), net.clone()).await?;
+    let advertised = Advertised {
+        address: advertise_address(&args),
+        port: api
+            .local_addr()
+            .map_or(args.https_listen_port, |a| a.port()),
+    };
+    apiserver::bootstrap(store.as_ref(), &net, advertised)
         .await
-        .context("create the built-in namespaces")?;
-    let api = start_api_server(&args, store.clone()).await?;
+        .context("create the built-in namespaces and the kubernetes service")?;
+    tracing::info!(address = %advertised.address, port = advertised.port, "Advertising the API server.");
 
     let mut tasks = JoinSet::new();
     let token = shutdown.clone();
@@ -163,6 +216,12 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     );
     let token = shutdown.clone();
     tasks.spawn(async move { compactor.run(token).await.context("datastore compactor") });
+    let (token, repair_store) = (shutdown.clone(), store.clone());
+    tasks.spawn(async move {
+        repair::run(repair_store, net, token)
+            .await
+            .context("service address repair")
+    });
 
     if !args.disable_agent {
         tracing::warn!("This build has no embedded agent yet; running the control plane only.");
@@ -174,11 +233,34 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
 }
 
 /// Makes or reuses the certificates, binds the API port and writes the kubeconfig.
-async fn start_api_server(args: &ServerArgs, store: Arc<dyn Backend>) -> Result<ApiServer> {
+/// The address the `kubernetes` Service points at.
+fn advertise_address(args: &ServerArgs) -> IpAddr {
+    if let Some(addr) = args.advertise_address.or(args.node_ip.first().copied()) {
+        return addr;
+    }
+    if !args.bind_address.is_unspecified() {
+        return args.bind_address;
+    }
+    // The source address of the default route: connecting a UDP socket picks it without
+    // sending anything.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+async fn start_api_server(
+    args: &ServerArgs,
+    store: Arc<dyn Backend>,
+    services: Arc<ServiceNetwork>,
+) -> Result<ApiServer> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let service_ip: IpAddr = "10.43.0.1".parse().expect("a valid address");
+    let service_ip: IpAddr = services
+        .api_service_ip()
+        .parse()
+        .context("the service CIDR has no first address")?;
     let sans = pki::serving_sans(&hostname, &args.node_ip, service_ip, &args.tls_san);
     let tls_dir = args.data_dir.join("server").join("tls");
     let (certs, origins) = pki::load_or_create(&tls_dir, &sans).context("cluster certificates")?;
@@ -200,6 +282,7 @@ async fn start_api_server(args: &ServerArgs, store: Arc<dyn Backend>) -> Result<
         addr,
         pki: certs.clone(),
         tokens,
+        services,
     };
     let api = ApiServer::bind(config, store).await?;
     let port = api

@@ -124,6 +124,81 @@ impl LabelSelector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The selector a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`)
+    /// stands for, requirements sorted by key as Kubernetes prints them. A missing or null
+    /// object selects everything.
+    pub fn from_object(obj: &serde_json::Value) -> Result<Self, SelectorError> {
+        let mut reqs = Vec::new();
+        if let Some(map) = obj["matchLabels"].as_object() {
+            for (k, v) in map {
+                let v = v.as_str().unwrap_or_default().to_string();
+                reqs.push(Requirement::Equals(check_key(k)?, v));
+            }
+        }
+        for expr in obj["matchExpressions"].as_array().into_iter().flatten() {
+            let key = check_key(expr["key"].as_str().unwrap_or_default())?;
+            let mut values: Vec<String> = expr["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            values.sort();
+            let op = expr["operator"].as_str().unwrap_or_default();
+            reqs.push(match op {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(SelectorError(format!(
+                        "for '{op}' operator, values set can't be empty"
+                    )))
+                }
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::DoesNotExist(key),
+                other => {
+                    return Err(SelectorError(format!(
+                        "{other:?} is not a valid label selector operator"
+                    )))
+                }
+            });
+        }
+        reqs.sort_by(|a, b| a.key().cmp(b.key()));
+        Ok(LabelSelector(reqs))
+    }
+}
+
+impl Requirement {
+    /// The label key the requirement is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Requirement::Equals(k, _)
+            | Requirement::NotEquals(k, _)
+            | Requirement::In(k, _)
+            | Requirement::NotIn(k, _)
+            | Requirement::Exists(k)
+            | Requirement::DoesNotExist(k) => k,
+        }
+    }
+}
+
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match r {
+                Requirement::Equals(k, v) => write!(f, "{k}={v}")?,
+                Requirement::NotEquals(k, v) => write!(f, "{k}!={v}")?,
+                Requirement::In(k, vs) => write!(f, "{k} in ({})", vs.join(","))?,
+                Requirement::NotIn(k, vs) => write!(f, "{k} notin ({})", vs.join(","))?,
+                Requirement::Exists(k) => write!(f, "{k}")?,
+                Requirement::DoesNotExist(k) => write!(f, "!{k}")?,
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +237,32 @@ mod tests {
                 "{sel}"
             );
         }
+    }
+
+    #[test]
+    fn label_selector_objects_print_as_kubernetes_prints_them() {
+        let obj = serde_json::json!({
+            "matchLabels": {"tier": "front", "app": "web"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        });
+        let sel = LabelSelector::from_object(&obj).unwrap();
+        assert_eq!(
+            sel.to_string(),
+            "app=web,env in (dev,prod),!legacy,tier=front"
+        );
+        assert!(sel.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("env", "dev")
+        ])));
+        assert!(LabelSelector::from_object(&serde_json::Value::Null)
+            .unwrap()
+            .is_empty());
+        let bad = serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]});
+        assert!(LabelSelector::from_object(&bad).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Kubernetes helpers shared by every subsystem: label and field selectors, object
 //! metadata and times.
 
+pub mod cidr;
 pub mod fields;
 pub mod labels;
 pub mod meta;

@@ -157,6 +157,24 @@ impl Cluster {
         self.dir.path().join("kubeconfig.yaml")
     }
 
+    /// A kube-rs client with the admin credentials.
+    pub async fn client(&self) -> kube::Client {
+        self.client_with(true).await
+    }
+
+    /// A kube-rs client; `retry` false turns off its retries of 429 and 503 answers, for
+    /// tests that expect them.
+    pub async fn client_with(&self, retry: bool) -> kube::Client {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        config.default_retry = retry;
+        kube::Client::try_from(config).unwrap()
+    }
+
     /// Stops the server with SIGTERM and starts it again on the same data.
     pub fn restart(&mut self) {
         assert!(self.server.terminate());
@@ -164,4 +182,30 @@ impl Cluster {
         self.server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         self.server.wait_for("Server is running");
     }
+}
+
+/// Sends one raw request; returns the status code and body.
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(body)
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (code, String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -1,8 +1,11 @@
 //! Resource requests: routing by method and path to get, list, watch, create, update,
 //! delete and deletecollection, with kube-apiserver's semantics.
 
+mod deletion;
 mod patch;
 mod read;
+mod strategy;
+mod subresource;
 mod watch;
 mod write;
 
@@ -31,6 +34,8 @@ pub struct ApiState {
     pub store: Arc<dyn Backend>,
     /// The watch caches, one per kind.
     pub caches: Arc<super::cache::Caches>,
+    /// The ClusterIP and NodePort ranges.
+    pub services: Arc<super::services::ServiceNetwork>,
 }
 
 /// The query parameters of a resource request.
@@ -215,6 +220,27 @@ async fn dispatch(ctx: &Ctx, method: Method, body: Bytes) -> ApiResult<Response>
                 other => Err(ApiError::method_not_allowed(format!(
                     "the server does not allow this method on the requested resource: {other}"
                 ))),
+            };
+        }
+        Some(sub) if ctx.path.name.is_some() => {
+            let name = ctx.path.name.clone().unwrap_or_default();
+            let scalable = ctx.res.subresources.iter().any(|s| s.name == "scale");
+            let pods = ctx.res.group.is_empty() && ctx.res.plural == "pods";
+            return match (sub, method) {
+                ("scale", method) if scalable => {
+                    subresource::scale(ctx, &name, method, &body).await
+                }
+                ("binding", Method::POST) if pods => subresource::binding(ctx, &name, &body).await,
+                ("eviction", Method::POST) if pods => {
+                    subresource::eviction(ctx, &name, &body).await
+                }
+                ("finalize", Method::PUT) if ctx.res.plural == "namespaces" => {
+                    write::update(ctx, &name, &body).await
+                }
+                ("binding" | "eviction", _) if pods => Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                )),
+                _ => Err(ApiError::no_route()),
             };
         }
         Some(_) => return Err(ApiError::no_route()),

@@ -174,8 +174,8 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// `PATCH` an object.
-pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
+/// The patch format the request's Content-Type names, and the patch itself.
+fn read_patch(ctx: &Ctx, body: &Bytes) -> ApiResult<(PatchType, Value)> {
     let content_type = ctx
         .headers
         .get("content-type")
@@ -189,16 +189,33 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
     let patch: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}"))
     })?;
+    Ok((kind, patch))
+}
+
+fn apply(kind: &PatchType, doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    match kind {
+        PatchType::Merge => merge_patch(doc, patch),
+        PatchType::Json => json_patch(doc, patch)?,
+    }
+    Ok(())
+}
+
+/// Applies the request's patch to `doc`, a document that is not stored as such (a Scale).
+pub fn patch_view(ctx: &Ctx, doc: &mut Value, body: &Bytes) -> ApiResult<()> {
+    let (kind, patch) = read_patch(ctx, body)?;
+    apply(&kind, doc, &patch)
+}
+
+/// `PATCH` an object.
+pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
+    let (kind, patch) = read_patch(ctx, body)?;
     let dry_run = ctx.query.dry_run()?;
     let validation = ctx.validation()?;
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
         let (kv, current) = ctx.current(&key, name).await?;
         let mut patched = current.clone();
-        match kind {
-            PatchType::Merge => merge_patch(&mut patched, &patch),
-            PatchType::Json => json_patch(&mut patched, &patch)?,
-        }
+        apply(&kind, &mut patched, &patch)?;
         // A patch that names a resourceVersion is a precondition on it; one that removes
         // it is unconditional.
         let wanted_rv = meta_str(&patched, "resourceVersion").to_string();

@@ -7,7 +7,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{json_response, parse_body, render, Ctx};
+use super::deletion::{self, DeleteOptions, Plan};
+use super::{json_response, parse_body, render, strategy, Ctx};
 use crate::apiserver::objects::{
     decode, from_stored, metadata_mut, set_resource_version, to_stored,
 };
@@ -200,16 +201,23 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         ctx.res.kind,
         &mut obj,
     );
+    let pending = strategy::before_create(ctx, &mut obj, dry_run).await?;
     if dry_run {
         return Ok(json_response(StatusCode::CREATED, &obj, &warnings));
     }
     let key = ctx.res.key(ctx.namespace(), &name);
-    let rev = ctx
+    let created = ctx
         .state
         .store
         .create(&key, to_stored(&obj), ttl(ctx))
-        .await
-        .map_err(|e| ctx.store_err(e, &name))?;
+        .await;
+    let rev = match created {
+        Ok(rev) => rev,
+        Err(e) => {
+            strategy::abandon(ctx, pending).await;
+            return Err(ctx.store_err(e, &name));
+        }
+    };
     set_resource_version(&mut obj, rev);
     Ok(json_response(StatusCode::CREATED, &obj, &warnings))
 }
@@ -263,16 +271,25 @@ pub async fn commit_update(
     next: Value,
     dry_run: bool,
 ) -> ApiResult<UpdateOutcome> {
-    let next = merge_update(ctx, current, next);
+    let mut next = merge_update(ctx, current, next);
+    let pending = strategy::before_update(ctx, current, &mut next, dry_run).await?;
     if dry_run {
         return Ok(UpdateOutcome(next));
     }
     if same_object(&next, current) {
+        strategy::abandon(ctx, pending).await;
         return Ok(UpdateOutcome(current.clone()));
     }
-    write_or_finalize(ctx, key, name, kv, next)
-        .await
-        .map(UpdateOutcome)
+    match write_or_finalize(ctx, key, name, kv, next).await {
+        Ok((written, deleted)) => {
+            strategy::after_update(ctx, current, &written, deleted).await;
+            Ok(UpdateOutcome(written))
+        }
+        Err(e) => {
+            strategy::abandon(ctx, pending).await;
+            Err(e)
+        }
+    }
 }
 
 /// The object an update stores: the body, with what the server owns kept from `current`.
@@ -286,6 +303,17 @@ fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
                 if let Some(map) = out.as_object_mut() {
                     map.remove("status");
                 }
+            }
+        }
+        return out;
+    }
+    if ctx.path.subresource.as_deref() == Some("finalize") {
+        // Finalize takes the namespace's spec finalizers and nothing else.
+        let mut out = current.clone();
+        out["spec"]["finalizers"] = next["spec"]["finalizers"].take();
+        if out["spec"]["finalizers"].is_null() {
+            if let Some(spec) = out["spec"].as_object_mut() {
+                spec.remove("finalizers");
             }
         }
         return out;
@@ -322,14 +350,29 @@ fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
     next
 }
 
-/// Stores an update; an object being deleted whose last finalizer went is deleted instead.
+/// Stores `next` over the version read at `kv` as it is, for subresources that write
+/// both spec and status (a binding).
+pub async fn store_object(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    kv: &KeyValue,
+    next: Value,
+) -> ApiResult<Value> {
+    write_or_finalize(ctx, key, name, kv, next)
+        .await
+        .map(|(obj, _)| obj)
+}
+
+/// Stores an update; an object being deleted whose last finalizer went is deleted instead
+/// (the flag says so).
 async fn write_or_finalize(
     ctx: &Ctx,
     key: &str,
     name: &str,
     kv: &KeyValue,
     mut next: Value,
-) -> ApiResult<Value> {
+) -> ApiResult<(Value, bool)> {
     let deleting = next["metadata"].get("deletionTimestamp").is_some();
     let finalizers = has_finalizers(&next);
     if deleting && !finalizers {
@@ -340,7 +383,7 @@ async fn write_or_finalize(
             .await
             .map_err(|e| ctx.store_err(e, name))?;
         set_resource_version(&mut next, rev);
-        return Ok(next);
+        return Ok((next, true));
     }
     let written = ctx
         .state
@@ -349,13 +392,7 @@ async fn write_or_finalize(
         .await
         .map_err(|e| ctx.store_err(e, name))?;
     set_resource_version(&mut next, written.mod_revision);
-    Ok(next)
-}
-
-/// DeleteOptions from the body or the query.
-struct DeleteOptions {
-    uid: Option<String>,
-    resource_version: Option<String>,
+    Ok((next, false))
 }
 
 fn delete_options(ctx: &Ctx, body: &Bytes) -> ApiResult<DeleteOptions> {
@@ -364,17 +401,20 @@ fn delete_options(ctx: &Ctx, body: &Bytes) -> ApiResult<DeleteOptions> {
     } else {
         parse_body(&ctx.headers, body)?
     };
-    let pre = &opts["preconditions"];
-    Ok(DeleteOptions {
-        uid: pre["uid"].as_str().map(str::to_string),
-        resource_version: pre["resourceVersion"].as_str().map(str::to_string),
-    })
+    DeleteOptions::parse(&opts, |name| ctx.query.get(name).map(str::to_string))
 }
 
 /// `DELETE` an object.
 pub async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
-    let dry_run = ctx.query.dry_run()?;
     let opts = delete_options(ctx, body)?;
+    let obj = delete_with(ctx, name, &opts).await?;
+    Ok(json_response(StatusCode::OK, &obj, &[]))
+}
+
+/// Deletes (or marks deleted) the object `name` with `opts`, and returns it as it was
+/// last stored.
+pub async fn delete_with(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
+    let dry_run = ctx.query.dry_run()?;
     if ctx.res.plural == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&name) {
         return Err(ApiError::forbidden(format!(
             "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
@@ -383,14 +423,10 @@ pub async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
         let (kv, obj) = ctx.current(&key, name).await?;
-        check_preconditions(ctx, name, &obj, &opts)?;
-        if dry_run {
-            return Ok(json_response(StatusCode::OK, &obj, &[]));
-        }
-        match delete_one(ctx, &key, name, &kv, obj).await {
+        check_preconditions(ctx, name, &obj, opts)?;
+        match delete_one(ctx, &key, name, &kv, obj, opts, dry_run).await {
             Err(ApiError { code: 409, .. }) if opts.resource_version.is_none() => continue,
-            Err(e) => return Err(e),
-            Ok(obj) => return Ok(json_response(StatusCode::OK, &obj, &[])),
+            other => return other,
         }
     }
 }
@@ -417,45 +453,72 @@ fn check_preconditions(ctx: &Ctx, name: &str, obj: &Value, opts: &DeleteOptions)
     Ok(())
 }
 
-/// Deletes now, or, for an object with finalizers (or a namespace), marks it deleted and
-/// leaves the rest to whoever owns the finalizers.
+/// Deletes now, or marks the object deleted and leaves the rest to the kubelet (a
+/// graceful pod) or to whoever owns its finalizers.
 async fn delete_one(
     ctx: &Ctx,
     key: &str,
     name: &str,
     kv: &KeyValue,
-    mut obj: Value,
+    obj: Value,
+    opts: &DeleteOptions,
+    dry_run: bool,
 ) -> ApiResult<Value> {
-    let finalizers = has_finalizers(&obj);
-    let namespace = ctx.res.plural == "namespaces";
-    if finalizers || namespace {
-        if obj["metadata"].get("deletionTimestamp").is_some() {
-            return Ok(obj);
-        }
-        if let Some(meta) = metadata_mut(&mut obj) {
-            meta.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if ctx.res.generation {
-                let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
-                meta.insert("generation".into(), json!(generation));
+    let plan = if ctx.res.plural == "namespaces" {
+        namespace_plan(&obj, opts)
+    } else {
+        deletion::plan(ctx.res.kind, &obj, opts, time::OffsetDateTime::now_utc())
+    };
+    let mut next = match plan {
+        Plan::Pending => return Ok(obj),
+        Plan::Mark(next) => next,
+        Plan::Now if dry_run => return Ok(obj),
+        Plan::Now => {
+            return match ctx.state.store.delete(key, Some(kv.mod_revision)).await {
+                Ok(_) => {
+                    strategy::after_delete(ctx, &obj).await;
+                    Ok(obj)
+                }
+                Err(StoreError::NotFound { .. }) => Err(ctx.not_found(name)),
+                Err(e) => Err(ctx.store_err(e, name)),
             }
         }
-        if namespace {
-            obj["status"]["phase"] = json!("Terminating");
-        }
-        let written = ctx
-            .state
-            .store
-            .update(key, to_stored(&obj), kv.mod_revision, ttl(ctx))
-            .await
-            .map_err(|e| ctx.store_err(e, name))?;
-        set_resource_version(&mut obj, written.mod_revision);
-        return Ok(obj);
+    };
+    if dry_run {
+        return Ok(next);
     }
-    match ctx.state.store.delete(key, Some(kv.mod_revision)).await {
-        Ok(_) => Ok(obj),
-        Err(StoreError::NotFound { .. }) => Err(ctx.not_found(name)),
-        Err(e) => Err(ctx.store_err(e, name)),
+    let written = ctx
+        .state
+        .store
+        .update(key, to_stored(&next), kv.mod_revision, ttl(ctx))
+        .await
+        .map_err(|e| ctx.store_err(e, name))?;
+    set_resource_version(&mut next, written.mod_revision);
+    Ok(next)
+}
+
+/// A namespace is never deleted at once: it turns Terminating and the namespace
+/// controller empties it, then finalizes it.
+fn namespace_plan(ns: &Value, opts: &DeleteOptions) -> Plan {
+    let mut held = ns.clone();
+    if let Some(map) = held["metadata"].as_object_mut() {
+        map.remove("deletionTimestamp");
+    }
+    let mut next = match deletion::plan("Namespace", &held, opts, time::OffsetDateTime::now_utc()) {
+        Plan::Mark(next) => next,
+        _ => held,
+    };
+    if let Some(at) = ns["metadata"].get("deletionTimestamp") {
+        next["metadata"]["deletionTimestamp"] = at.clone();
+    } else {
+        next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+    }
+    next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    next["status"]["phase"] = json!("Terminating");
+    if next == *ns {
+        Plan::Pending
+    } else {
+        Plan::Mark(next)
     }
 }
 
@@ -486,11 +549,7 @@ pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         }
         let name = meta_str(&obj, "name").to_string();
         check_preconditions(ctx, &name, &obj, &opts)?;
-        if dry_run {
-            deleted.push(obj);
-            continue;
-        }
-        match delete_one(ctx, &kv.key, &name, kv, obj).await {
+        match delete_one(ctx, &kv.key, &name, kv, obj, &opts, dry_run).await {
             Ok(obj) => deleted.push(obj),
             // Changed or gone meanwhile: the next deletecollection takes it.
             Err(ApiError {

@@ -1,0 +1,77 @@
+//! Per-kind steps around a write, as kube-apiserver's registry strategies: what happens
+//! before an object is stored (addresses for Services) and what is given back after, for
+//! a write that did not happen or an object that is gone.
+
+use serde_json::Value;
+
+use super::Ctx;
+use crate::apiserver::services::{self, Reserved};
+use crate::apiserver::status::ApiResult;
+
+/// What a write reserved before it was stored.
+#[derive(Debug, Default)]
+pub struct Pending {
+    reserved: Reserved,
+}
+
+fn is_service(ctx: &Ctx) -> bool {
+    ctx.res.group.is_empty() && ctx.res.plural == "services"
+}
+
+/// Steps before a create is stored. A dry run reserves nothing.
+pub async fn before_create(ctx: &Ctx, obj: &mut Value, dry_run: bool) -> ApiResult<Pending> {
+    let mut pending = Pending::default();
+    if is_service(ctx) && !dry_run {
+        let net = &ctx.state.services;
+        pending.reserved = services::allocate(net, ctx.state.store.as_ref(), None, obj).await?;
+    }
+    Ok(pending)
+}
+
+/// Steps before an update from `current` to `next` is stored.
+pub async fn before_update(
+    ctx: &Ctx,
+    current: &Value,
+    next: &mut Value,
+    dry_run: bool,
+) -> ApiResult<Pending> {
+    let mut pending = Pending::default();
+    if is_service(ctx) && !dry_run && !ctx.status_only() {
+        let net = &ctx.state.services;
+        pending.reserved =
+            services::allocate(net, ctx.state.store.as_ref(), Some(current), next).await?;
+    }
+    Ok(pending)
+}
+
+/// Gives back what a write that did not happen reserved.
+pub async fn abandon(ctx: &Ctx, pending: Pending) {
+    services::undo(
+        &ctx.state.services,
+        ctx.state.store.as_ref(),
+        pending.reserved,
+    )
+    .await;
+}
+
+/// After an update from `before` to `next` was stored (or, `deleted`, ended the object
+/// because its last finalizer went): gives back what is no longer held.
+pub async fn after_update(ctx: &Ctx, before: &Value, next: &Value, deleted: bool) {
+    if !is_service(ctx) {
+        return;
+    }
+    let (net, store) = (&ctx.state.services, ctx.state.store.as_ref());
+    if deleted {
+        services::release_unused(net, store, before, None).await;
+        services::release_unused(net, store, next, None).await;
+    } else {
+        services::release_unused(net, store, before, Some(next)).await;
+    }
+}
+
+/// After an object is deleted from the store.
+pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    if is_service(ctx) {
+        services::release_unused(&ctx.state.services, ctx.state.store.as_ref(), obj, None).await;
+    }
+}
