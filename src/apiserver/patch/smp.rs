@@ -9,6 +9,7 @@
 //! struct tags say otherwise (checked against k8s.io/api's `types.go` files).
 
 use super::Strategy;
+use PatchStrategy::{Default as Plain, MergeKey, Replace};
 
 /// How a field behaves in a strategic merge patch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +44,6 @@ impl PatchMeta {
         retain_keys: false,
     };
 }
-
-use PatchStrategy::{Default as Plain, MergeKey, Replace};
 
 /// (type, JSON field, strategy, retainKeys) where the Go struct tags differ from the rule.
 pub static OVERRIDES: &[(&str, &str, PatchStrategy, bool)] = &[

@@ -469,15 +469,24 @@ pub(super) fn go_value(value: &Value) -> String {
     match value {
         Value::Null => "<nil>".to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
-            Some(f) => f.to_string(),
-            None => n.to_string(),
-        },
+        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), go_float),
         Value::String(s) => s.clone(),
         Value::Array(list) => go_list(list),
         Value::Object(map) => go_map(map),
     }
+}
+
+/// A float64 as Go's `%v` prints it: shortest digits, in exponent form below 1e-4 and
+/// from 1e6 (`8080`, `0.5`, `1e+06`).
+fn go_float(f: f64) -> String {
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        return f.to_string();
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 pub(super) fn go_list(list: &[Value]) -> String {
