@@ -186,6 +186,12 @@ fn merge_field(
             }
         }
         (Some(Value::Array(current)), Value::Array(patch)) => merge_list(current, patch, &meta)?,
+        // Upstream's removeDirectives: a new map that deletes itself is not stored.
+        (_, Value::Object(patch))
+            if patch.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") =>
+        {
+            original.remove(key);
+        }
         _ => {
             let fresh = fresh_value(value, &meta)?;
             original.insert(key.to_string(), fresh);

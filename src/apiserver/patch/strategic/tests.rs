@@ -430,3 +430,11 @@ fn error_messages_print_values_as_go_does() {
         assert_eq!(super::go_value(&value), printed);
     }
 }
+
+#[test]
+fn new_map_that_deletes_itself_is_not_stored() {
+    let target = pod_spec(json!({"containers": [{"name": "app"}]}));
+    let patch = json!({"spec": {"securityContext": {"$patch": "delete"}}});
+    let out = patched(target, patch, "core.v1.Pod").unwrap();
+    assert!(out["spec"].get("securityContext").is_none(), "{out}");
+}
