@@ -9,6 +9,7 @@ pub mod cache;
 pub mod discovery;
 pub mod handlers;
 pub mod objects;
+pub mod patch;
 pub mod protobuf;
 pub mod request;
 pub mod resources;
