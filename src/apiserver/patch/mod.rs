@@ -7,6 +7,7 @@
 //! fields where Kubernetes' Go struct tags (`patchStrategy`, `patchMergeKey`) differ kept by
 //! hand. [`strategic`] is the patch algorithm itself; it is pure and works on JSON values.
 
+pub mod json;
 #[rustfmt::skip]
 mod schema;
 pub mod smp;
