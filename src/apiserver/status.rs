@@ -193,6 +193,30 @@ impl ApiError {
         err
     }
 
+    /// 422 for a patch that cannot be applied, as kube-apiserver's
+    /// `NewGenericServerResponse` words it: the reason is in the one cause.
+    pub fn patch_failed(reason: impl Into<String>) -> Self {
+        let mut err = ApiError::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        );
+        err.details.kind = Some(String::new());
+        err.details.name = Some(String::new());
+        err.details.causes.push(Cause {
+            reason: "UnexpectedServerResponse",
+            message: reason.into(),
+            field: String::new(),
+        });
+        err
+    }
+
+    /// 500 for an error kube-apiserver has no status for: the reason is left empty and
+    /// the message is the error's text.
+    pub fn unclassified(message: impl Into<String>) -> Self {
+        ApiError::new(500, "", message)
+    }
+
     /// 429.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         ApiError::new(429, "TooManyRequests", message)
@@ -247,6 +271,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            if let Some(map) = status.as_object_mut() {
+                map.remove("reason");
+            }
+        }
         if !details.is_empty() {
             status["details"] = Value::Object(details);
         }

@@ -45,15 +45,10 @@ fn apply(kind: &PatchType, doc: &mut Value, patch: &Value) -> ApiResult<()> {
         PatchType::Merge => merge_patch(doc, patch),
         PatchType::Json => json_patch(doc, patch)?,
         PatchType::Strategic => {
-            let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
-            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-            let name = meta_str(doc, "name").to_string();
-            let group = api_version
-                .rsplit_once('/')
-                .map_or("", |(g, _)| g)
-                .to_string();
-            strategic_merge(doc, patch, root_type(&api_version, &kind))
-                .map_err(|e| e.into_api_error(&group, &kind, &name))?;
+            let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let schema = root_type(api_version, kind);
+            strategic_merge(doc, patch, schema).map_err(|e| e.into_api_error())?;
         }
     }
     Ok(())

@@ -56,7 +56,7 @@ fn parent_and_key<'a>(doc: &'a mut Value, pointer: &str) -> ApiResult<(&'a mut V
 }
 
 fn unprocessable(message: String) -> ApiError {
-    ApiError::invalid("", "Patch", "", Vec::new()).with_message(message)
+    ApiError::patch_failed(message)
 }
 
 fn add(doc: &mut Value, path: &str, value: Value) -> ApiResult<()> {

@@ -85,15 +85,18 @@ pub enum SmpError {
 }
 
 impl SmpError {
-    /// The error as kube-apiserver answers it: 400 BadRequest for a malformed directive,
-    /// 422 Invalid with the bare message for the rest.
-    pub fn into_api_error(self, group: &str, kind: &str, name: &str) -> ApiError {
+    /// The error as kube-apiserver answers it (`interpretStrategicMergePatchError`): 400
+    /// BadRequest for a malformed directive, 422 for a list of lists, and for the rest
+    /// (a missing merge key, say) a 500 carrying the bare message, since upstream has no
+    /// status for them either.
+    pub fn into_api_error(self) -> ApiError {
         match self {
             SmpError::NotAnObject
             | SmpError::BadDeleteList
             | SmpError::BadRetainKeys
             | SmpError::BadSetElementOrder => ApiError::bad_request(self.to_string()),
-            _ => ApiError::invalid(group, kind, name, Vec::new()).with_message(self.to_string()),
+            SmpError::ListOfLists => ApiError::patch_failed(self.to_string()),
+            _ => ApiError::unclassified(self.to_string()),
         }
     }
 }
