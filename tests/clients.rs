@@ -102,7 +102,7 @@ async fn kube_rs_watches_and_resumes_from_a_bookmark() {
 
 /// The Python client is installed by scripts/deps.sh into target/py.
 #[test]
-fn the_python_client_lists_and_watches() {
+fn the_python_client_lists_watches_and_patches_with_a_dict() {
     let c = start();
     let script = r#"
 import sys
@@ -119,6 +119,14 @@ for event in watch.Watch().stream(v1.list_namespaced_config_map, "default", time
 assert seen == [("ADDED", "py")], seen
 ns = [n.metadata.name for n in v1.list_namespace().items]
 assert "kube-system" in ns, ns
+# A dict body goes out as a strategic merge patch: containers merge by name.
+v1.create_namespaced_pod("default", {"metadata": {"name": "pp", "labels": {"a": "1"}},
+    "spec": {"containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}})
+v1.patch_namespaced_pod("pp", "default", {"metadata": {"labels": {"b": "2", "a": None}},
+    "spec": {"containers": [{"name": "d", "image": "busybox:2"}]}})
+pod = v1.read_namespaced_pod("pp", "default")
+assert pod.metadata.labels == {"b": "2"}, pod.metadata.labels
+assert [(c.name, c.image) for c in pod.spec.containers] == [("c", "busybox"), ("d", "busybox:2")]
 print("ok")
 "#;
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
