@@ -127,6 +127,22 @@ impl ApiServer {
         })
     }
 
+    /// A kube-rs client whose transport is this server's request router itself: no socket
+    /// and no TLS, the same API and semantics that remote clients get. The scheduler and
+    /// controllers use it, authenticated as `user`.
+    pub fn client(&self, user: User) -> kube::Client {
+        let state = self.state.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let (state, user) = (state.clone(), user.clone());
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    route(state, Some(user), req.map(Body::new)).await,
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
@@ -357,4 +373,51 @@ pub async fn bootstrap(
     services::kubernetes::reconcile(store, net, api).await?;
     services::repair::repair_once(store, net).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_process_client_speaks_the_api_without_a_socket() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::store::StoreConfig {
+            endpoint: crate::store::Endpoint::default_for(dir.path()),
+            tls: Default::default(),
+        };
+        let stop = CancellationToken::new();
+        let store = crate::store::open(&config, &stop).await.unwrap();
+        let net = services::ServiceNetwork::default();
+        let api = services::kubernetes::Advertised {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 6443,
+        };
+        bootstrap(store.as_ref(), &net, api).await.unwrap();
+        let (pki, _) = crate::pki::load_or_create(&dir.path().join("tls"), &[]).unwrap();
+        let config = ApiServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            pki,
+            tokens: TokenFile::default(),
+            services: Arc::new(net),
+        };
+        let server = ApiServer::bind(config, store).await.unwrap();
+        let client = server.client(User::component("test"));
+        let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+        let names: Vec<String> = namespaces
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        assert!(names.contains(&"kube-system".to_string()), "{names:?}");
+        let cms: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}})).unwrap();
+        let made = cms.create(&Default::default(), &cm).await.unwrap();
+        assert!(made.metadata.uid.is_some());
+    }
 }
