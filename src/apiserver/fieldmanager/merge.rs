@@ -93,7 +93,7 @@ pub fn prune(obj: &mut Value, slot: Slot, last: &FieldSet, owned: &FieldSet) {
             Some(PathElement::Key(_) | PathElement::Index(_))
         ) || lookup(obj, slot, &path)
             .is_some_and(|v| v.is_object() || v.is_array());
-        if is_container && owned.has_under(&path) {
+        if (is_container && owned.has_under(&path)) || is_item_key(&path) {
             continue;
         }
         if !remove(obj, slot, &path) {
@@ -113,4 +113,13 @@ pub fn prune(obj: &mut Value, slot: Slot, last: &FieldSet, owned: &FieldSet) {
             parent.pop();
         }
     }
+}
+
+/// Whether `path` ends at a key field of a list-map item: an item that stays keeps its keys.
+fn is_item_key(path: &[PathElement]) -> bool {
+    let [.., PathElement::Key(json), PathElement::Field(name)] = path else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Map<String, Value>>(json)
+        .is_ok_and(|keys| keys.contains_key(name))
 }

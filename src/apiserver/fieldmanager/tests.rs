@@ -365,3 +365,55 @@ fn custom_resources_keep_object_meta_and_own_their_fields() {
                 "f:spec": {".": {}, "f:size": {}, "f:tags": {}}})
     );
 }
+
+#[test]
+fn reapply_without_a_finalizer_removes_only_that_set_member() {
+    let mut config = deployment(1, "nginx");
+    config["metadata"]["finalizers"] = json!(["a.example/x", "a.example/y"]);
+    let live = apply(None, &config, &mgr("kubectl", "t1"), false).unwrap();
+    assert!(owns(
+        &live,
+        "kubectl",
+        "Apply",
+        r#".metadata.finalizers[="a.example/x"]"#
+    ));
+    config["metadata"]["finalizers"] = json!(["a.example/y"]);
+    let out = apply(Some(&live), &config, &mgr("kubectl", "t2"), false).unwrap();
+    assert_eq!(out["metadata"]["finalizers"], json!(["a.example/y"]));
+}
+
+#[test]
+fn a_dropped_container_stays_while_another_manager_owns_a_field_in_it() {
+    let mut two = deployment(1, "nginx");
+    two["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]);
+    let live = apply(None, &two, &mgr("kubectl", "t1"), false).unwrap();
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"][1]["image"] = json!("b:2");
+    on_update(&live, &mut edited, &mgr("kubectl-edit", "t2"));
+    let mut config = deployment(1, "nginx");
+    config["spec"]["template"]["spec"]["containers"] = json!([{"name": "a", "image": "a:1"}]);
+    let out = apply(Some(&edited), &config, &mgr("kubectl", "t3"), false).unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:2"}]),
+        "the item stays with its key; only the fields no one else owns go"
+    );
+}
+
+#[test]
+fn subresource_update_ignores_managed_fields_in_the_request() {
+    let mut old = deployment(1, "nginx");
+    on_create(&mut old, &mgr("creator", "t1"));
+    let mut new = old.clone();
+    new["metadata"]["managedFields"] = json!([{}]);
+    new["status"] = json!({"replicas": 1});
+    let status_mgr = Manager {
+        subresource: Some("status"),
+        ..mgr("controller", "t2")
+    };
+    on_update(&old, &mut new, &status_mgr);
+    assert!(owns(&new, "creator", "Update", ".spec.replicas"));
+    assert_eq!(entry(&new, "controller", "Update")["subresource"], "status");
+    assert!(owns(&new, "controller", "Update", ".status.replicas"));
+}
