@@ -12,6 +12,7 @@
 mod entries;
 pub mod extract;
 pub mod fieldset;
+mod lastapplied;
 pub mod merge;
 #[cfg(test)]
 mod tests;
@@ -168,7 +169,34 @@ pub fn on_update(old: &Value, new: &mut Value, mgr: &Manager) {
 /// Server-side apply of `config` (the applied configuration, already parsed) onto `live`
 /// (None: the object does not exist yet). Returns the new object with managedFields set
 /// (`mgr`'s entry with operation Apply owns exactly the fields of `config`).
+///
+/// As upstream, the manager `kubectl` moving from client-side apply is let through
+/// conflicts on fields still as its last-applied-configuration annotation has them, and
+/// keeps that annotation in step when the object has one.
 pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    mgr: &Manager,
+    force: bool,
+) -> Result<Value, ApplyError> {
+    let result = match apply_once(live, config, mgr, force) {
+        Err(ApplyError::Conflicts(conflicts)) if mgr.name == lastapplied::KUBECTL => {
+            match live.map(|l| lastapplied::remaining(l, conflicts.clone())) {
+                Some(rest) if rest.is_empty() => apply_once(live, config, mgr, true),
+                Some(rest) => Err(ApplyError::Conflicts(rest)),
+                None => Err(ApplyError::Conflicts(conflicts)),
+            }
+        }
+        other => other,
+    };
+    let mut out = result?;
+    if mgr.name == lastapplied::KUBECTL {
+        lastapplied::sync(&mut out, config);
+    }
+    Ok(out)
+}
+
+fn apply_once(
     live: Option<&Value>,
     config: &Value,
     mgr: &Manager,

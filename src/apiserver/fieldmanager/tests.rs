@@ -417,3 +417,54 @@ fn subresource_update_ignores_managed_fields_in_the_request() {
     assert_eq!(entry(&new, "controller", "Update")["subresource"], "status");
     assert!(owns(&new, "controller", "Update", ".status.replicas"));
 }
+
+/// A Deployment as `kubectl apply` (client-side) leaves it: the annotation, and the
+/// `kubectl-client-side-apply` manager owning its fields.
+fn client_side_applied(replicas: i64) -> Value {
+    let config = deployment(replicas, "nginx");
+    let mut obj = config.clone();
+    obj["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": config.to_string()});
+    on_create(&mut obj, &mgr("kubectl-client-side-apply", "t1"));
+    obj
+}
+
+#[test]
+fn kubectl_moving_to_server_side_apply_is_not_blocked_by_its_own_client_side_fields() {
+    let live = client_side_applied(2);
+    let out = apply(
+        Some(&live),
+        &deployment(4, "nginx"),
+        &mgr("kubectl", "t2"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["replicas"], 4);
+    let annotation = out["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap();
+    let last: Value = serde_json::from_str(annotation).unwrap();
+    assert_eq!(last["spec"]["replicas"], 4);
+}
+
+#[test]
+fn kubectl_still_conflicts_on_a_field_changed_since_its_last_client_side_apply() {
+    let live = client_side_applied(2);
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(7);
+    on_update(&live, &mut scaled, &mgr("kubectl-scale", "t2"));
+    let err = apply(
+        Some(&scaled),
+        &deployment(4, "nginx"),
+        &mgr("kubectl", "t3"),
+        false,
+    )
+    .unwrap_err();
+    let ApplyError::Conflicts(c) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].field, ".spec.replicas");
+    assert_eq!(c[0].manager, r#""kubectl-scale" using apps/v1"#);
+}
