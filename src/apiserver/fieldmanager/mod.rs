@@ -20,8 +20,9 @@ mod tests;
 use serde_json::{json, Value};
 
 use self::entries::Entry;
-use self::extract::{diff, root_slot, set_from_object};
+use self::extract::{diff, root_slot, set_from_object, Slot};
 use self::fieldset::{path_string, FieldSet};
+use crate::apiserver::patch;
 use crate::apiserver::status::{ApiError, Cause};
 
 pub use self::fieldset::{Path, PathElement};
@@ -170,6 +171,11 @@ pub fn on_update(old: &Value, new: &mut Value, mgr: &Manager) {
 /// (None: the object does not exist yet). Returns the new object with managedFields set
 /// (`mgr`'s entry with operation Apply owns exactly the fields of `config`).
 ///
+/// The caller checks `apiVersion` and `kind`, and refuses a config carrying
+/// `metadata.managedFields` (upstream answers 400 "metadata.managedFields must be nil").
+/// A built-in kind's `status` is ignored on the main resource, and all but `status` on
+/// the status subresource.
+///
 /// As upstream, the manager `kubectl` moving from client-side apply is let through
 /// conflicts on fields still as its last-applied-configuration annotation has them, and
 /// keeps that annotation in step when the object has one.
@@ -203,6 +209,8 @@ fn apply_once(
     force: bool,
 ) -> Result<Value, ApplyError> {
     let slot = root_slot(config);
+    let reduced = reset_fields(config, slot, mgr.subresource);
+    let config = &reduced;
     let config_set = set_from_object(config, slot, true).map_err(ApplyError::Invalid)?;
     let (mut list, live_clean) = match live {
         Some(live) => live_entries(live),
@@ -249,6 +257,29 @@ fn apply_once(
     }
     entries::encode(&mut merged, list);
     Ok(merged)
+}
+
+/// The config without the fields the endpoint resets, as upstream's `GetResetFields`: a
+/// built-in kind's `status` on the main resource, everything but `status` (and the
+/// identity) on the status subresource. They are neither merged nor owned.
+fn reset_fields(config: &Value, slot: Slot, subresource: Option<&str>) -> Value {
+    let mut out = config.clone();
+    let Some(map) = out.as_object_mut() else {
+        return out;
+    };
+    match subresource {
+        None => {
+            let known_status = matches!(slot, Slot::Type(t) if patch::field(t, "status").is_some());
+            if known_status {
+                map.remove("status");
+            }
+        }
+        Some("status") => {
+            map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"))
+        }
+        Some(_) => {}
+    }
+    out
 }
 
 /// The live object's entries and the object without them; an object that has none is

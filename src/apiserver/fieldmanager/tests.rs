@@ -468,3 +468,15 @@ fn kubectl_still_conflicts_on_a_field_changed_since_its_last_client_side_apply()
     assert_eq!(c[0].field, ".spec.replicas");
     assert_eq!(c[0].manager, r#""kubectl-scale" using apps/v1"#);
 }
+
+#[test]
+fn apply_to_the_main_resource_neither_merges_nor_owns_status() {
+    let live = apply(None, &deployment(1, "nginx"), &mgr("kubectl", "t1"), false).unwrap();
+    let mut live = live;
+    live["status"] = json!({"replicas": 1});
+    let mut config = deployment(1, "nginx");
+    config["status"] = json!({"replicas": 9});
+    let out = apply(Some(&live), &config, &mgr("kubectl", "t2"), false).unwrap();
+    assert_eq!(out["status"], json!({"replicas": 1}));
+    assert!(!owns(&out, "kubectl", "Apply", ".status.replicas"));
+}
