@@ -42,6 +42,20 @@ fn full_keys(item_type: Option<&str>) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Struct types marked `+structType=atomic` upstream, which k8s-openapi does not carry:
+/// owned and replaced whole (so a Deployment's manager owns `f:selector`, not its labels).
+const ATOMIC_STRUCTS: &[&str] = &[
+    "core.v1.ConfigMapKeySelector",
+    "core.v1.LocalObjectReference",
+    "core.v1.NodeSelector",
+    "core.v1.ObjectFieldSelector",
+    "core.v1.ObjectReference",
+    "core.v1.ResourceFieldSelector",
+    "core.v1.SecretKeySelector",
+    "core.v1.TypedLocalObjectReference",
+    "meta.v1.LabelSelector",
+];
+
 /// The struct type of a kind not in the schema: every field unknown but `metadata`.
 const UNKNOWN_ROOT: &str = "unknown.Root";
 
@@ -70,6 +84,7 @@ pub fn shape(slot: Slot, v: &Value) -> Shape {
         },
     };
     match (wanted, v) {
+        (Shape::Struct(t), _) if ATOMIC_STRUCTS.contains(&t) => Shape::Leaf,
         (Shape::Struct(_) | Shape::Map(_), Value::Object(_)) => wanted,
         (Shape::ListMap(..) | Shape::ListSet, Value::Array(_)) => wanted,
         _ => Shape::Leaf,

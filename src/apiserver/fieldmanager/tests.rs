@@ -480,3 +480,36 @@ fn apply_to_the_main_resource_neither_merges_nor_owns_status() {
     assert_eq!(out["status"], json!({"replicas": 1}));
     assert!(!owns(&out, "kubectl", "Apply", ".status.replicas"));
 }
+
+#[test]
+fn label_selector_is_owned_whole() {
+    let out = apply(None, &deployment(1, "nginx"), &mgr("kubectl", "t1"), false).unwrap();
+    assert!(owns(&out, "kubectl", "Apply", ".spec.selector"));
+    assert!(!owns(
+        &out,
+        "kubectl",
+        "Apply",
+        ".spec.selector.matchLabels.app"
+    ));
+}
+
+#[test]
+fn reapply_without_any_label_leaves_no_empty_labels_map() {
+    let live = apply(None, &deployment(1, "nginx"), &mgr("kubectl", "t1"), false).unwrap();
+    let mut config = deployment(1, "nginx");
+    config["metadata"].as_object_mut().unwrap().remove("labels");
+    let out = apply(Some(&live), &config, &mgr("kubectl", "t2"), false).unwrap();
+    assert!(out["metadata"].get("labels").is_none(), "{out:#}");
+}
+
+#[test]
+fn a_field_another_applier_also_applies_survives_when_one_drops_it() {
+    let live = apply(None, &deployment(1, "nginx"), &mgr("a", "t1"), false).unwrap();
+    let shared = apply(Some(&live), &deployment(1, "nginx"), &mgr("b", "t2"), false).unwrap();
+    let mut config = deployment(1, "nginx");
+    config["spec"].as_object_mut().unwrap().remove("replicas");
+    let out = apply(Some(&shared), &config, &mgr("a", "t3"), false).unwrap();
+    assert_eq!(out["spec"]["replicas"], 1);
+    assert!(owns(&out, "b", "Apply", ".spec.replicas"));
+    assert!(!owns(&out, "a", "Apply", ".spec.replicas"));
+}
