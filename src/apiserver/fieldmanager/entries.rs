@@ -8,11 +8,17 @@ use super::Manager;
 /// One managedFields entry, its fields decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// `manager`.
     pub manager: String,
+    /// `Apply` or `Update`.
     pub operation: String,
+    /// `apiVersion` the fields were written in.
     pub api_version: String,
+    /// `time`, RFC 3339, if any.
     pub time: Option<String>,
+    /// `subresource`, if one was written.
     pub subresource: Option<String>,
+    /// `fieldsV1`, decoded.
     pub set: FieldSet,
 }
 
