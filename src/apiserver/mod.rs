@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cache;
 pub mod discovery;
+pub mod fieldmanager;
 pub mod handlers;
 pub mod objects;
 pub mod patch;

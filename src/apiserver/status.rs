@@ -97,6 +97,14 @@ impl ApiError {
         .details(group, plural, name)
     }
 
+    /// A server-side apply conflict (upstream's `NewApplyConflict`): 409 Conflict with a
+    /// cause per field, and no object details.
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut err = ApiError::new(409, "Conflict", message);
+        err.details.causes = causes;
+        err
+    }
+
     /// `Pod "x" is invalid: …`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes
