@@ -415,3 +415,83 @@ fn services_cascading_deletes_dry_runs_and_diff() {
         );
     }
 }
+
+#[test]
+fn server_side_apply_owns_fields_reports_conflicts_and_forces() {
+    let c = Cluster::start();
+    for v in VERSIONS {
+        let ns = format!("ssa{v}");
+        namespace(&c, v, &ns);
+        let first = write(c.dir.path(), "s1.yaml", &deployment("busybox:1", 2, true));
+        let out = ok(&c, v, &["apply", "--server-side", "-n", &ns, "-f", &first]);
+        assert!(
+            out.contains("deployment.apps/web serverside-applied"),
+            "1.{v}: {out}"
+        );
+        let managers = ok(
+            &c,
+            v,
+            &[
+                "get",
+                "-n",
+                &ns,
+                "deploy/web",
+                "-o",
+                "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation};{end}",
+                "--show-managed-fields",
+            ],
+        );
+        assert!(managers.contains("kubectl/Apply"), "1.{v}: {managers}");
+        // Another manager takes replicas; applying a different value is a conflict.
+        ok(
+            &c,
+            v,
+            &[
+                "patch",
+                "-n",
+                &ns,
+                "deploy/web",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":5}}"#,
+            ],
+        );
+        let err = fails(
+            &c,
+            v,
+            &["apply", "--server-side", "-n", &ns, "-f", &first],
+            None,
+        );
+        assert!(
+            err.contains("conflict") && err.contains(".spec.replicas"),
+            "1.{v}: {err}"
+        );
+        assert_eq!(jsonpath(&c, v, &ns, "deploy/web", "{.spec.replicas}"), "5");
+        ok(
+            &c,
+            v,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-n",
+                &ns,
+                "-f",
+                &first,
+            ],
+        );
+        assert_eq!(jsonpath(&c, v, &ns, "deploy/web", "{.spec.replicas}"), "2");
+        // A field the applier no longer sends goes away.
+        let second = write(c.dir.path(), "s2.yaml", &deployment("busybox:1", 2, false));
+        ok(&c, v, &["apply", "--server-side", "-n", &ns, "-f", &second]);
+        let labels = jsonpath(&c, v, &ns, "deploy/web", "{.metadata.labels}");
+        assert!(!labels.contains("extra"), "1.{v}: {labels}");
+        let rv = jsonpath(&c, v, &ns, "deploy/web", "{.metadata.resourceVersion}");
+        ok(&c, v, &["apply", "--server-side", "-n", &ns, "-f", &second]);
+        assert_eq!(
+            jsonpath(&c, v, &ns, "deploy/web", "{.metadata.resourceVersion}"),
+            rv,
+            "1.{v}: an unchanged server-side apply writes nothing"
+        );
+    }
+}

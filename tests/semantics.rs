@@ -293,3 +293,55 @@ async fn deletion_is_graceful_for_pods_and_propagation_policies_leave_finalizers
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_server_side_apply_and_merge_patch() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    within(async {
+        let c = Cluster::start();
+        let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
+        let apply = PatchParams::apply("skiff-test");
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"},
+                            "data": {"a": "1", "b": "2"}});
+        let made = cms
+            .patch("ssa", &apply, &Patch::Apply(&config))
+            .await
+            .unwrap();
+        assert_eq!(made.data.unwrap().len(), 2, "apply creates the object");
+        let fields = made.metadata.managed_fields.unwrap();
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].manager.as_deref(), Some("skiff-test"));
+        assert_eq!(fields[0].operation.as_deref(), Some("Apply"));
+        let merge = json!({"data": {"c": "3"}});
+        cms.patch("ssa", &PatchParams::default(), &Patch::Merge(&merge))
+            .await
+            .unwrap();
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"},
+                            "data": {"a": "1"}});
+        let applied = cms
+            .patch("ssa", &apply, &Patch::Apply(&config))
+            .await
+            .unwrap();
+        let data = applied.data.unwrap();
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            ["a", "c"],
+            "b was the applier's alone"
+        );
+        let taken = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"},
+                           "data": {"a": "1", "c": "other"}});
+        match cms.patch("ssa", &apply, &Patch::Apply(&taken)).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 409);
+                assert!(e.message.contains("conflict with"), "{}", e.message);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let forced = cms
+            .patch("ssa", &apply.clone().force(), &Patch::Apply(&taken))
+            .await
+            .unwrap();
+        assert_eq!(forced.data.unwrap()["c"], "other");
+    })
+    .await;
+}

@@ -1,6 +1,7 @@
 //! Resource requests: routing by method and path to get, list, watch, create, update,
 //! delete and deletecollection, with kube-apiserver's semantics.
 
+mod apply;
 mod deletion;
 mod patch;
 mod read;
@@ -136,6 +137,34 @@ impl Ctx {
         let kv = kv.ok_or_else(|| self.not_found(name))?;
         let obj = super::objects::from_stored(&kv)?;
         Ok((kv, obj))
+    }
+
+    /// The field manager a write is recorded under: `?fieldManager=`, else the program name
+    /// at the head of the User-Agent (`kubectl/v1.33.0 …` is `kubectl`), as kube-apiserver
+    /// does. More than 128 characters is refused.
+    fn field_manager(&self) -> ApiResult<String> {
+        if let Some(given) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            if given.len() > 128 {
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "UpdateOptions",
+                    "",
+                    vec![super::status::Cause {
+                        reason: "FieldValueTooLong",
+                        message: "Too long: may not be more than 128 bytes".into(),
+                        field: "fieldManager".into(),
+                    }],
+                ));
+            }
+            return Ok(given.to_string());
+        }
+        let agent = self
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let program = agent.split('/').next().unwrap_or_default();
+        Ok(program.chars().take(128).collect())
     }
 
     /// Whether the request is for the status subresource.

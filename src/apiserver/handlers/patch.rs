@@ -1,12 +1,13 @@
 //! PATCH: JSON merge patch, JSON patch and strategic merge patch (the formats themselves are
-//! in `apiserver::patch`), retried on a conflict unless the patch pins a resourceVersion.
+//! in `apiserver::patch`), retried on a conflict unless the patch pins a resourceVersion;
+//! server-side apply is in `apply.rs`.
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::write::{commit_update, UpdateOutcome};
+use super::write::{commit_update, Tracking, UpdateOutcome};
 use super::{json_response, Ctx};
 use crate::apiserver::objects::decode;
 use crate::apiserver::patch::json::{json_patch, merge_patch};
@@ -60,8 +61,30 @@ pub fn patch_view(ctx: &Ctx, doc: &mut Value, body: &Bytes) -> ApiResult<()> {
     apply(&kind, doc, &patch)
 }
 
+/// The media type of the request body.
+fn media_type(ctx: &Ctx) -> &str {
+    ctx.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+}
+
 /// `PATCH` an object.
 pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
+    if media_type(ctx) == "application/apply-patch+yaml" {
+        return super::apply::server_side_apply(ctx, name, body).await;
+    }
+    if ctx.query.get("force").is_some() {
+        return Err(super::apply::options_invalid(
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
+            "force",
+        ));
+    }
     let (kind, patch) = read_patch(ctx, body)?;
     let dry_run = ctx.query.dry_run()?;
     let validation = ctx.validation()?;
@@ -85,7 +108,17 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
         }
         super::write::check_namespace(ctx, &mut patched)?;
         let (patched, warnings) = decode(ctx.res, patched, validation)?;
-        match commit_update(ctx, &key, name, &kv, &current, patched, dry_run).await {
+        let outcome = commit_update(
+            ctx,
+            &key,
+            name,
+            &kv,
+            &current,
+            patched,
+            dry_run,
+            Tracking::Update,
+        );
+        match outcome.await {
             Ok(UpdateOutcome(obj)) => return Ok(json_response(StatusCode::OK, &obj, &warnings)),
             Err(ApiError { code: 409, .. }) if !pinned => continue,
             Err(e) => return Err(e),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::deletion::DeleteOptions;
-use super::write::{commit_update, delete_with, store_object, UpdateOutcome};
+use super::write::{commit_update, delete_with, store_object, Tracking, UpdateOutcome};
 use super::{json_response, parse_body, patch, Ctx};
 use crate::apiserver::objects::{from_stored, to_stored};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
@@ -115,7 +115,18 @@ pub async fn scale(ctx: &Ctx, name: &str, method: Method, body: &Bytes) -> ApiRe
         }
         let mut next = current.clone();
         next["spec"]["replicas"] = json!(replicas);
-        match commit_update(ctx, &key, name, &kv, &current, next, dry_run).await {
+        match commit_update(
+            ctx,
+            &key,
+            name,
+            &kv,
+            &current,
+            next,
+            dry_run,
+            Tracking::Update,
+        )
+        .await
+        {
             Ok(UpdateOutcome(obj)) => {
                 return Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]))
             }

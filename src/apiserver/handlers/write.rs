@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::deletion::{self, DeleteOptions, Plan};
 use super::{json_response, parse_body, render, strategy, Ctx};
+use crate::apiserver::fieldmanager;
 use crate::apiserver::objects::{
     decode, from_stored, metadata_mut, set_resource_version, to_stored,
 };
@@ -165,12 +166,31 @@ pub fn prepare_create(ctx_generation: bool, has_status: bool, kind: &str, obj: &
     }
 }
 
+/// Who owns the fields a write changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// The request's field manager, with operation Update.
+    Update,
+    /// Already recorded (a server-side apply).
+    Recorded,
+}
+
 /// `POST` to a collection.
 pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
-    let dry_run = ctx.query.dry_run()?;
     let mut input = parse_body(&ctx.headers, body)?;
     check_type(ctx, &mut input)?;
-    let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
+    let (obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
+    insert(ctx, obj, &warnings, Tracking::Update).await
+}
+
+/// Stores a new object, decoded and checked against its type.
+pub async fn insert(
+    ctx: &Ctx,
+    mut obj: Value,
+    warnings: &[String],
+    tracking: Tracking,
+) -> ApiResult<Response> {
+    let dry_run = ctx.query.dry_run()?;
     check_namespace(ctx, &mut obj)?;
     let mut name = meta_str(&obj, "name").to_string();
     let generated = name.is_empty();
@@ -201,9 +221,14 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         ctx.res.kind,
         &mut obj,
     );
+    if tracking == Tracking::Update {
+        let manager = ctx.field_manager()?;
+        let (api_version, time) = (ctx.res.api_version(), now_rfc3339());
+        fieldmanager::on_create(&mut obj, &manager_of(ctx, &manager, &api_version, &time));
+    }
     let pending = strategy::before_create(ctx, &mut obj, dry_run).await?;
     if dry_run {
-        return Ok(json_response(StatusCode::CREATED, &obj, &warnings));
+        return Ok(json_response(StatusCode::CREATED, &obj, warnings));
     }
     let key = ctx.res.key(ctx.namespace(), &name);
     let created = ctx
@@ -219,7 +244,22 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         }
     };
     set_resource_version(&mut obj, rev);
-    Ok(json_response(StatusCode::CREATED, &obj, &warnings))
+    Ok(json_response(StatusCode::CREATED, &obj, warnings))
+}
+
+/// The field manager of a write, as the field management code takes it.
+fn manager_of<'a>(
+    ctx: &'a Ctx,
+    name: &'a str,
+    api_version: &'a str,
+    time: &'a str,
+) -> fieldmanager::Manager<'a> {
+    fieldmanager::Manager {
+        name,
+        api_version,
+        subresource: ctx.path.subresource.as_deref(),
+        time,
+    }
 }
 
 /// Whether two objects differ in anything but their resourceVersion.
@@ -247,7 +287,19 @@ pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
         if !wanted_rv.is_empty() && wanted_rv != kv.mod_revision.to_string() {
             return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
         }
-        match commit_update(ctx, &key, name, &kv, &current, obj.clone(), dry_run).await {
+        let next = obj.clone();
+        match commit_update(
+            ctx,
+            &key,
+            name,
+            &kv,
+            &current,
+            next,
+            dry_run,
+            Tracking::Update,
+        )
+        .await
+        {
             Err(ApiError { code: 409, .. }) if wanted_rv.is_empty() => continue,
             Err(e) => return Err(e),
             Ok(UpdateOutcome(written)) => {
@@ -260,8 +312,10 @@ pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
 /// The object an update left stored.
 pub struct UpdateOutcome(pub Value);
 
-/// Stores `next` over `current` (read at `kv`), keeping what the server owns; a no-op
-/// writes nothing and keeps the resourceVersion.
+/// Stores `next` over `current` (read at `kv`), keeping what the server owns and
+/// recording who changed which fields; a no-op writes nothing and keeps the
+/// resourceVersion.
+#[allow(clippy::too_many_arguments)]
 pub async fn commit_update(
     ctx: &Ctx,
     key: &str,
@@ -270,8 +324,18 @@ pub async fn commit_update(
     current: &Value,
     next: Value,
     dry_run: bool,
+    tracking: Tracking,
 ) -> ApiResult<UpdateOutcome> {
     let mut next = merge_update(ctx, current, next);
+    if tracking == Tracking::Update {
+        let manager = ctx.field_manager()?;
+        let (api_version, time) = (ctx.res.api_version(), now_rfc3339());
+        fieldmanager::on_update(
+            current,
+            &mut next,
+            &manager_of(ctx, &manager, &api_version, &time),
+        );
+    }
     let pending = strategy::before_update(ctx, current, &mut next, dry_run).await?;
     if dry_run {
         return Ok(UpdateOutcome(next));
