@@ -4,3 +4,4 @@
 pub mod fields;
 pub mod labels;
 pub mod meta;
+pub mod quantity;
