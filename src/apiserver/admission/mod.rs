@@ -1,0 +1,134 @@
+//! Pure defaulting and validation of the built-in kinds, as kube-apiserver does them,
+//! on the JSON objects the server stores. Messages, reasons and field paths are
+//! upstream's (`field.Error`), so kubectl shows the same 422s.
+//!
+//! Covered:
+//! - every kind: label keys and values, annotation keys and their 256 KiB total,
+//!   `generateName` (object names are checked by the handlers);
+//! - Pod: `SetDefaults_PodSpec`/`_Container`/`_Probe`/volumes, limits copied to
+//!   requests, `enableServiceLinks`, and what the ServiceAccount, Priority and
+//!   DefaultTolerationSeconds admission plugins add; containers, names, images, ports,
+//!   pull and restart and DNS policies, resources (quantities, requests ≤ limits),
+//!   probes, volumes and mounts; the update rule that only images, the deadline,
+//!   added tolerations and a negative grace period may change;
+//! - Deployment, ReplicaSet, StatefulSet, DaemonSet: their defaults and the pod
+//!   template's, selectors (required, valid, matching the template, immutable), the
+//!   template's `restartPolicy: Always`, replicas, Deployment strategies, and which
+//!   StatefulSet fields may change;
+//! - Service: defaults (type, affinity, port protocols and targets, traffic
+//!   policies), ports, names, protocols, types, node ports, cluster IPs, and cluster IPs
+//!   that may not change once set; [`prepare_for_update`] keeps allocated values;
+//! - Job: defaults, the generated selector and labels ([`prepare_for_create`]), counts,
+//!   `OnFailure`/`Never`, and the immutable selector, completions and template;
+//! - CronJob: defaults, schedule syntax (robfig/cron's standard parser), TZ in the
+//!   schedule, the time zone's shape, concurrency policy and the job template.
+//!
+//! Not covered: object names and namespaces (the handlers check them), env and envFrom,
+//! security contexts, affinity and topology spread, ephemeral containers, resize,
+//! ipFamilies and ipFamilyPolicy (the allocator sets them), PVC and other kinds' specs,
+//! and metadata update rules (uid, creationTimestamp…). Time zones are checked by shape,
+//! as no tz database is read. The pod-update refusal omits upstream's `cmp.Diff` of Go
+//! structs, and Go `%#v` dumps of whole templates are shown as JSON.
+
+mod apps;
+mod batch;
+mod cron;
+mod errors;
+mod meta;
+mod names;
+mod pod;
+mod pod_defaults;
+mod pod_parts;
+mod pod_update;
+mod selector;
+mod service;
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+use self::apps::Workload;
+use crate::apiserver::status::Cause;
+
+/// The group of an `apiVersion`: `""` for `v1`, `apps` for `apps/v1`.
+fn group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// Fills in what kube-apiserver defaults, in place. `kind` is e.g. "Pod", "Deployment".
+pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
+    match (group(api_version), kind) {
+        ("", "Pod") => pod_defaults::default_pod(obj),
+        ("", "Service") => service::default(obj),
+        ("apps", kind) => {
+            if let Some(w) = Workload::from_kind(kind) {
+                apps::default(w, obj);
+            }
+        }
+        ("batch", "Job") => batch::default_job(obj),
+        ("batch", "CronJob") => batch::default_cron_job(obj),
+        _ => {}
+    }
+}
+
+/// What the server adds to a new object after defaulting, once `metadata.uid` and
+/// `metadata.name` are set: for a Job, the generated selector and template labels.
+pub fn prepare_for_create(api_version: &str, kind: &str, obj: &mut Value) {
+    if (group(api_version), kind) == ("batch", "Job") {
+        batch::prepare_job_for_create(obj);
+    }
+}
+
+/// What an update keeps from the stored object `old` when the new one leaves it out:
+/// a Service's allocated cluster IPs and node ports. Call it after [`default`].
+pub fn prepare_for_update(api_version: &str, kind: &str, obj: &mut Value, old: &Value) {
+    if (group(api_version), kind) == ("", "Service") {
+        service::prepare_for_update(obj, old);
+    }
+}
+
+/// Problems with a new object; empty when valid.
+pub fn validate_create(api_version: &str, kind: &str, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    meta::validate(kind, obj, &mut out);
+    match (group(api_version), kind) {
+        ("", "Pod") => match obj.get("spec") {
+            Some(spec) => pod::validate_pod_spec(spec, "spec", &mut out),
+            None => out.push(errors::required("spec.containers", "")),
+        },
+        ("", "Service") => service::validate(obj, &mut out),
+        ("apps", kind) => {
+            if let Some(w) = Workload::from_kind(kind) {
+                apps::validate(w, obj, &mut out);
+            }
+        }
+        ("batch", "Job") => batch::validate_job(obj, &mut out),
+        ("batch", "CronJob") => batch::validate_cron_job(obj, None, &mut out),
+        _ => {}
+    }
+    out
+}
+
+/// Problems with an update from `old` to `obj` (includes the create rules plus immutability).
+pub fn validate_update(api_version: &str, kind: &str, obj: &Value, old: &Value) -> Vec<Cause> {
+    if (group(api_version), kind) == ("batch", "CronJob") {
+        let mut out = Vec::new();
+        meta::validate(kind, obj, &mut out);
+        let old_schedule = old.pointer("/spec/schedule").and_then(Value::as_str);
+        batch::validate_cron_job(obj, old_schedule, &mut out);
+        return out;
+    }
+    let mut out = validate_create(api_version, kind, obj);
+    match (group(api_version), kind) {
+        ("", "Pod") => pod_update::validate_pod_spec_update(obj, old, &mut out),
+        ("", "Service") => service::validate_update(obj, old, &mut out),
+        ("apps", kind) => {
+            if let Some(w) = Workload::from_kind(kind) {
+                apps::validate_update(w, obj, old, &mut out);
+            }
+        }
+        ("batch", "Job") => batch::validate_job_update(obj, old, &mut out),
+        _ => {}
+    }
+    out
+}
