@@ -170,7 +170,7 @@ fn validate_template(w: Workload, template: Option<&Value>, out: &mut Vec<Cause>
     };
     validate_template_meta(template, "spec.template", out);
     let pod_spec = template.get("spec").cloned().unwrap_or(Value::Null);
-    validate_pod_spec(&pod_spec, "spec.template.spec", out);
+    validate_pod_spec(&pod_spec, "spec.template.spec", false, out);
     let policy = str_of(&pod_spec, "restartPolicy");
     if !policy.is_empty() && policy != "Always" {
         let field = "spec.template.spec.restartPolicy";

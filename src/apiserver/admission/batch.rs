@@ -175,7 +175,7 @@ fn validate_job_spec(spec: &Value, path: &str, selector_required: bool, out: &mu
     validate_template_meta(&template, &template_path, out);
     let pod_spec = template.get("spec").cloned().unwrap_or(Value::Null);
     let pod_path = child(&template_path, "spec");
-    validate_pod_spec(&pod_spec, &pod_path, out);
+    validate_pod_spec(&pod_spec, &pod_path, false, out);
     let policy = str_of(&pod_spec, "restartPolicy");
     if !policy.is_empty() && policy != "OnFailure" && policy != "Never" {
         let field = child(&pod_path, "restartPolicy");

@@ -37,6 +37,7 @@ mod errors;
 mod meta;
 mod names;
 mod pod;
+mod pod_container;
 mod pod_defaults;
 mod pod_parts;
 mod pod_update;
@@ -93,7 +94,7 @@ pub fn validate_create(api_version: &str, kind: &str, obj: &Value) -> Vec<Cause>
     meta::validate(kind, obj, &mut out);
     match (group(api_version), kind) {
         ("", "Pod") => match obj.get("spec") {
-            Some(spec) => pod::validate_pod_spec(spec, "spec", &mut out),
+            Some(spec) => pod::validate_pod_spec(spec, "spec", true, &mut out),
             None => out.push(errors::required("spec.containers", "")),
         },
         ("", "Service") => service::validate(obj, &mut out),

@@ -1,13 +1,12 @@
 //! The parts of a pod spec with rules of their own: container ports, resource
-//! requirements, probes, volumes and volume mounts.
+//! requirements, volumes and volume mounts.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
 use super::errors::{
-    child, duplicate, forbidden, index, invalid, list_of, nonnegative, not_found, not_supported,
-    required, str_of, Bad,
+    child, duplicate, forbidden, index, invalid, not_found, not_supported, required, str_of, Bad,
 };
 use super::names::{dns_label_error, port_name_errors, port_num_error, qualified_name_errors};
 use crate::apiserver::status::Cause;
@@ -167,49 +166,6 @@ fn validate_resource_name(name: &str, field: &str, out: &mut Vec<Cause>) {
     if !name.contains('/') && !standard {
         let detail = "must be a standard resource for containers";
         out.push(invalid(field, Bad::Str(name), detail));
-    }
-}
-
-/// A probe: exactly one handler, sane timings, valid ports.
-pub(super) fn validate_probe(probe: &Value, path: &str, out: &mut Vec<Cause>) {
-    let mut handlers = 0;
-    for key in ["exec", "httpGet", "tcpSocket", "grpc"] {
-        let Some(handler) = probe.get(key).filter(|h| !h.is_null()) else {
-            continue;
-        };
-        let at = child(path, key);
-        if handlers > 0 {
-            out.push(forbidden(&at, "may not specify more than 1 handler type"));
-            continue;
-        }
-        handlers += 1;
-        match key {
-            "exec" if list_of(handler, "command").is_empty() => {
-                out.push(required(&child(&at, "command"), ""));
-            }
-            "httpGet" => {
-                validate_port_num_or_name(handler.get("port"), &child(&at, "port"), out);
-                let scheme = str_of(handler, "scheme");
-                if !scheme.is_empty() && scheme != "HTTP" && scheme != "HTTPS" {
-                    out.push(not_supported(
-                        &child(&at, "scheme"),
-                        scheme,
-                        &["HTTP", "HTTPS"],
-                    ));
-                }
-            }
-            "tcpSocket" => validate_port_num_or_name(handler.get("port"), &child(&at, "port"), out),
-            _ => {}
-        }
-    }
-    if handlers == 0 {
-        out.push(required(path, "must specify a handler type"));
-    }
-    for key in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds"] {
-        nonnegative(probe, key, path, out);
-    }
-    for key in ["successThreshold", "failureThreshold"] {
-        nonnegative(probe, key, path, out);
     }
 }
 

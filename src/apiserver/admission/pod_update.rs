@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::errors::{child, forbidden, index, invalid, list_of, Bad};
+use super::errors::{child, forbidden, invalid, list_of, Bad};
 use crate::apiserver::status::Cause;
 
 /// Upstream's refusal, without the `cmp.Diff` of Go structs it appends.
@@ -85,11 +85,12 @@ fn validate_tolerations(new: &Value, old: &Value, out: &mut Vec<Cause>) {
         .iter()
         .map(without_seconds)
         .collect();
-    for (i, t) in list_of(old, "tolerations").iter().enumerate() {
-        if !new_list.contains(&without_seconds(t)) {
-            let detail = "existing toleration can not be modified except its tolerationSeconds";
-            out.push(forbidden(&index("spec.tolerations", i), detail));
-        }
+    if list_of(old, "tolerations")
+        .iter()
+        .any(|t| !new_list.contains(&without_seconds(t)))
+    {
+        let detail = "existing toleration can not be modified except its tolerationSeconds";
+        out.push(forbidden("spec.tolerations", detail));
     }
 }
 
