@@ -4,71 +4,117 @@
 
 use serde_json::{Map, Value};
 
-use super::errors::{child, forbidden, invalid, list_of, Bad};
+use super::errors::{child, forbidden, index, invalid, list_of, str_of, Bad};
 use crate::apiserver::status::Cause;
 
-/// Upstream's refusal, without the `cmp.Diff` of Go structs it appends.
+/// Upstream's refusal; upstream follows it with a `cmp.Diff` of Go structs, for which
+/// this module gives the changed fields as JSON.
 pub(super) const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
-/// Checks the update of a Pod's spec from `old` to `new`.
+/// Checks the update of a Pod's spec from `old` to `new`, in `ValidatePodUpdate`'s order
+/// and with its early stops.
 pub(super) fn validate_pod_spec_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
     let (Some(new_spec), Some(old_spec)) = (new.get("spec"), old.get("spec")) else {
         return;
     };
     for key in ["containers", "initContainers"] {
         if list_of(new_spec, key).len() != list_of(old_spec, key).len() {
-            let field = child("spec", key);
-            out.push(forbidden(
-                &field,
-                "pod updates may not add or remove containers",
-            ));
+            let detail = "pod updates may not add or remove containers";
+            out.push(forbidden(&child("spec", key), detail));
             return;
         }
     }
-    validate_deadline(new_spec, old_spec, out);
+    if !validate_deadline(new_spec, old_spec, out) {
+        return;
+    }
     validate_tolerations(new_spec, old_spec, out);
-    let mut munged = old_spec.clone();
+    validate_scheduling_gates(new_spec, old_spec, out);
+    let mut munged = new_spec.clone();
     if let Some(m) = munged.as_object_mut() {
         for key in ["containers", "initContainers"] {
-            copy_images(m, new_spec, key);
+            copy_images(m, old_spec, key);
         }
-        for key in ["activeDeadlineSeconds", "tolerations"] {
-            copy_field(m, new_spec, key);
+        for key in ["activeDeadlineSeconds", "tolerations", "schedulingGates"] {
+            copy_field(m, old_spec, key);
         }
-        let old_grace = old_spec
-            .get("terminationGracePeriodSeconds")
-            .and_then(Value::as_i64);
-        let new_grace = new_spec
-            .get("terminationGracePeriodSeconds")
-            .and_then(Value::as_i64);
-        if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
-            copy_field(m, new_spec, "terminationGracePeriodSeconds");
+        let grace = |s: &Value| {
+            s.get("terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        };
+        if grace(old_spec).is_some_and(|g| g < 0) && grace(new_spec) == Some(1) {
+            copy_field(m, old_spec, "terminationGracePeriodSeconds");
         }
     }
-    if normalized(&munged) != normalized(new_spec) {
-        out.push(forbidden("spec", POD_UPDATE_FORBIDDEN));
+    let (munged, old_norm) = (normalized(&munged), normalized(old_spec));
+    if munged != old_norm {
+        let message = format!("{POD_UPDATE_FORBIDDEN}\n{}", spec_diff(&old_norm, &munged));
+        out.push(forbidden("spec", &message));
     }
 }
 
-/// `activeDeadlineSeconds` may be set or lowered, never removed or raised.
-fn validate_deadline(new: &Value, old: &Value, out: &mut Vec<Cause>) {
+/// The top-level spec fields that differ, as `- old` / `+ new` lines of JSON.
+fn spec_diff(old: &Value, new: &Value) -> String {
+    let empty = Map::new();
+    let old = old.as_object().unwrap_or(&empty);
+    let new = new.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut lines = vec!["  PodSpec{".to_string()];
+    for key in keys.into_iter().filter(|k| old.get(*k) != new.get(*k)) {
+        if let Some(v) = old.get(key) {
+            lines.push(format!("- \t{key}: {v},"));
+        }
+        if let Some(v) = new.get(key) {
+            lines.push(format!("+ \t{key}: {v},"));
+        }
+    }
+    lines.push("  }".to_string());
+    lines.join("\n")
+}
+
+/// `activeDeadlineSeconds` may be set or lowered, never removed or raised; false when
+/// upstream stops checking.
+fn validate_deadline(new: &Value, old: &Value, out: &mut Vec<Cause>) -> bool {
     let field = "spec.activeDeadlineSeconds";
-    let new_value = new.get("activeDeadlineSeconds").and_then(Value::as_i64);
+    let old_value = old.get("activeDeadlineSeconds").and_then(Value::as_i64);
     match (
-        old.get("activeDeadlineSeconds").and_then(Value::as_i64),
-        new_value,
+        old_value,
+        new.get("activeDeadlineSeconds").and_then(Value::as_i64),
     ) {
-        (Some(_), None) => out.push(invalid(
-            field,
-            Bad::Raw("null".into()),
-            "must not update from a positive integer to nil value",
-        )),
-        (Some(o), Some(n)) if n > o => out.push(invalid(
-            field,
-            Bad::Int(n),
-            "must be less than or equal to previous value",
-        )),
-        _ => {}
+        (_, Some(n)) if !(0..=i64::from(i32::MAX)).contains(&n) => {
+            let detail = "must be between 0 and 2147483647, inclusive";
+            out.push(invalid(field, Bad::Int(n), detail));
+            false
+        }
+        (Some(o), Some(n)) if n > o => {
+            let detail = "must be less than or equal to previous value";
+            out.push(invalid(field, Bad::Int(n), detail));
+            false
+        }
+        (Some(_), None) => {
+            let detail = "must not update from a positive integer to nil value";
+            out.push(invalid(field, Bad::Raw("null".into()), detail));
+            true
+        }
+        _ => true,
+    }
+}
+
+/// Scheduling gates may only be removed.
+fn validate_scheduling_gates(new: &Value, old: &Value, out: &mut Vec<Cause>) {
+    let old_names: Vec<&str> = list_of(old, "schedulingGates")
+        .iter()
+        .map(|g| str_of(g, "name"))
+        .collect();
+    for (i, gate) in list_of(new, "schedulingGates").iter().enumerate() {
+        let name = str_of(gate, "name");
+        if !old_names.contains(&name) {
+            let field = child(&index("spec.schedulingGates", i), "name");
+            let detail =
+                format!("only deletion is allowed, but found new scheduling gate '{name}'");
+            out.push(forbidden(&field, &detail));
+        }
     }
 }
 
@@ -94,9 +140,9 @@ fn validate_tolerations(new: &Value, old: &Value, out: &mut Vec<Cause>) {
     }
 }
 
-/// Copies each container's image from `new` into `spec`.
-fn copy_images(spec: &mut Map<String, Value>, new: &Value, key: &str) {
-    let images: Vec<Option<Value>> = list_of(new, key)
+/// Copies each container's image from `from` into `spec`.
+fn copy_images(spec: &mut Map<String, Value>, from: &Value, key: &str) {
+    let images: Vec<Option<Value>> = list_of(from, key)
         .iter()
         .map(|c| c.get("image").cloned())
         .collect();
@@ -110,8 +156,8 @@ fn copy_images(spec: &mut Map<String, Value>, new: &Value, key: &str) {
     }
 }
 
-fn copy_field(spec: &mut Map<String, Value>, new: &Value, key: &str) {
-    match new.get(key) {
+fn copy_field(spec: &mut Map<String, Value>, from: &Value, key: &str) {
+    match from.get(key) {
         Some(v) => spec.insert(key.to_string(), v.clone()),
         None => spec.remove(key),
     };

@@ -2,6 +2,7 @@
 
 mod apps;
 mod batch;
+mod containers;
 mod cron;
 mod meta;
 mod pod;
