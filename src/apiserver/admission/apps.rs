@@ -141,17 +141,7 @@ pub(super) fn validate(w: Workload, obj: &Value, out: &mut Vec<Cause>) {
     }
     match w {
         Workload::Deployment => validate_strategy(spec, out),
-        Workload::StatefulSet => {
-            let policy = str_of(spec, "podManagementPolicy");
-            if policy != "OrderedReady" && policy != "Parallel" {
-                let detail = "must be 'OrderedReady' or 'Parallel'";
-                out.push(invalid(
-                    "spec.podManagementPolicy",
-                    Bad::Str(policy),
-                    detail,
-                ));
-            }
-        }
+        Workload::StatefulSet => validate_stateful_set(spec, out),
         Workload::DaemonSet => {
             if let Some(strategy) = spec.get("updateStrategy") {
                 let allowed = ["OnDelete", "RollingUpdate"];
@@ -176,17 +166,53 @@ fn validate_template(w: Workload, template: Option<&Value>, out: &mut Vec<Cause>
         let field = "spec.template.spec.restartPolicy";
         out.push(not_supported(field, policy, &["Always"]));
     }
-    let replica_set = matches!(w, Workload::Deployment | Workload::ReplicaSet);
-    if replica_set
-        && pod_spec
-            .get("activeDeadlineSeconds")
-            .is_some_and(|v| !v.is_null())
-    {
-        let field = "spec.template.spec.activeDeadlineSeconds";
-        out.push(forbidden(
-            field,
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
-        ));
+    let field = "spec.template.spec.activeDeadlineSeconds";
+    let deadline = pod_spec
+        .get("activeDeadlineSeconds")
+        .and_then(Value::as_i64);
+    match (w, deadline) {
+        (_, None) => {}
+        (Workload::Deployment | Workload::ReplicaSet, Some(_)) => {
+            let detail = "activeDeadlineSeconds in ReplicaSet is not Supported";
+            out.push(forbidden(field, detail));
+        }
+        (_, Some(n)) => out.push(invalid(field, Bad::Int(n), "must not be specified")),
+    }
+}
+
+/// A StatefulSet's pod management policy and update strategy.
+fn validate_stateful_set(spec: &Value, out: &mut Vec<Cause>) {
+    match str_of(spec, "podManagementPolicy") {
+        "" => out.push(required("spec.podManagementPolicy", "")),
+        "OrderedReady" | "Parallel" => {}
+        policy => {
+            let detail = "must be 'OrderedReady' or 'Parallel'";
+            out.push(invalid(
+                "spec.podManagementPolicy",
+                Bad::Str(policy),
+                detail,
+            ));
+        }
+    }
+    let strategy = spec.get("updateStrategy").cloned().unwrap_or(Value::Null);
+    let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
+    let rolling_path = "spec.updateStrategy.rollingUpdate";
+    match (str_of(&strategy, "type"), rolling) {
+        ("", _) => out.push(required("spec.updateStrategy", "")),
+        ("OnDelete", Some(r)) => {
+            let detail = "only allowed for updateStrategy 'RollingUpdate'";
+            out.push(invalid(rolling_path, Bad::Raw(r.to_string()), detail));
+        }
+        ("RollingUpdate", Some(r)) => nonnegative(r, "partition", rolling_path, out),
+        ("OnDelete" | "RollingUpdate", None) => {}
+        _ => {
+            let detail = "must be 'RollingUpdate' or 'OnDelete'";
+            out.push(invalid(
+                "spec.updateStrategy",
+                Bad::Raw(strategy.to_string()),
+                detail,
+            ));
+        }
     }
 }
 
@@ -267,32 +293,37 @@ fn int_or_percent(
 
 /// Checks an update: the selector never changes; a StatefulSet changes only some fields.
 pub(super) fn validate_update(w: Workload, obj: &Value, old: &Value, out: &mut Vec<Cause>) {
+    if w == Workload::StatefulSet {
+        validate_stateful_set_update(obj, old, out);
+        return;
+    }
     let new_selector = obj.pointer("/spec/selector");
     let old_selector = old.pointer("/spec/selector");
-    let same = new_selector.map(normalized) == old_selector.map(normalized);
-    if !same {
+    if new_selector.map(normalized) != old_selector.map(normalized) {
         let shown = Bad::Raw(go_selector(new_selector));
         out.push(invalid("spec.selector", shown, "field is immutable"));
     }
-    if w == Workload::StatefulSet {
-        let mutable = [
-            "replicas",
-            "ordinals",
-            "template",
-            "updateStrategy",
-            "persistentVolumeClaimRetentionPolicy",
-            "minReadySeconds",
-            "selector",
-        ];
-        let strip = |v: Option<&Value>| {
-            let mut v = v.cloned().unwrap_or(Value::Null);
-            if let Some(m) = v.as_object_mut() {
-                m.retain(|k, _| !mutable.contains(&k.as_str()));
-            }
-            normalized(&v)
-        };
-        if strip(obj.get("spec")) != strip(old.get("spec")) {
-            out.push(forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
+}
+
+/// A StatefulSet's spec changes only in the fields upstream lists.
+fn validate_stateful_set_update(obj: &Value, old: &Value, out: &mut Vec<Cause>) {
+    let mutable = [
+        "replicas",
+        "ordinals",
+        "template",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "persistentVolumeClaimRetentionPolicy",
+        "minReadySeconds",
+    ];
+    let strip = |v: Option<&Value>| {
+        let mut v = v.cloned().unwrap_or(Value::Null);
+        if let Some(m) = v.as_object_mut() {
+            m.retain(|k, _| !mutable.contains(&k.as_str()));
         }
+        normalized(&v)
+    };
+    if strip(obj.get("spec")) != strip(old.get("spec")) {
+        out.push(forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
     }
 }

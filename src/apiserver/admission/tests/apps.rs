@@ -200,6 +200,31 @@ fn stateful_sets_may_not_change_other_spec_fields() {
     new["spec"]["serviceName"] = json!("other");
     assert_causes(
         &update_causes("apps/v1", "StatefulSet", new, old),
-        &["spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"],
+        &["spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"],
+    );
+}
+
+#[test]
+fn stateful_set_selectors_fall_under_the_spec_rule() {
+    let old = workload("StatefulSet");
+    let mut new = old.clone();
+    new["spec"]["selector"] = json!({"matchLabels": {"app": "web", "v": "2"}});
+    new["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "v": "2"});
+    let causes = update_causes("apps/v1", "StatefulSet", new, old);
+    assert_eq!(causes.len(), 1);
+    assert_eq!(causes[0].field, "spec");
+}
+
+#[test]
+fn stateful_set_strategies_are_checked() {
+    let mut s = workload("StatefulSet");
+    s["spec"]["updateStrategy"] = json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}});
+    s["spec"]["podManagementPolicy"] = json!("Random");
+    assert_causes(
+        &create_causes("apps/v1", "StatefulSet", s),
+        &[
+            "spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'",
+            "spec.updateStrategy.rollingUpdate: Invalid value: {\"partition\":1}: only allowed for updateStrategy 'RollingUpdate'",
+        ],
     );
 }
