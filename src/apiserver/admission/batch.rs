@@ -6,14 +6,16 @@ use serde_json::{json, Map, Value};
 
 use super::cron::{schedule_error, time_zone_error};
 use super::errors::{
-    child, default_str, go_string_map, invalid, nonnegative, not_supported, object_entry, required,
-    set_default, str_of, Bad,
+    child, default_str, go_string_map, invalid, nonnegative, not_supported, not_supported_value,
+    object_entry, required, set_default, str_of, Bad,
 };
 use super::meta::validate_template_meta;
 use super::pod::{validate_enum, validate_pod_spec};
 use super::pod_defaults::default_template;
 use super::pod_update::normalized;
-use super::selector::{go_selector, matches, template_labels, validate_selector};
+use super::selector::{
+    check_template_match, go_selector, matches, template_labels, validate_selector,
+};
 use crate::apiserver::status::Cause;
 
 /// The uid label the job controller selects on.
@@ -124,16 +126,72 @@ pub(super) fn default_cron_job(obj: &mut Value) {
     default_template(template);
 }
 
-/// Checks a new Job.
-pub(super) fn validate_job(obj: &Value, out: &mut Vec<Cause>) {
-    match obj.get("spec") {
-        Some(spec) => validate_job_spec(spec, "spec", true, out),
-        None => out.push(required("spec", "")),
+/// Checks a Job; `create` adds the rules for the selector the server generated.
+pub(super) fn validate_job(obj: &Value, create: bool, out: &mut Vec<Cause>) {
+    let Some(spec) = obj.get("spec") else {
+        out.push(required("spec", ""));
+        return;
+    };
+    if create {
+        validate_generated_selector(obj, spec, out);
+    }
+    validate_job_spec(spec, "spec", out);
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => out.push(required("spec.selector", "")),
+        Some(selector) => validate_selector(selector, "spec.selector", out),
+    }
+    check_template_match(spec, "spec", out);
+}
+
+/// Unless `manualSelector`, the template carries the job's uid and name labels and
+/// the selector selects them (upstream's `ValidateGeneratedSelector`).
+fn validate_generated_selector(obj: &Value, spec: &Value, out: &mut Vec<Cause>) {
+    let manual = spec.get("manualSelector") == Some(&json!(true));
+    let Some(selector) = spec.get("selector").filter(|s| !s.is_null() && !manual) else {
+        return;
+    };
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if uid.is_empty() {
+        out.push(required("metadata.uid", ""));
+    }
+    let labels = spec.get("template").and_then(template_labels);
+    let mut expected = Map::new();
+    for (key, want) in [
+        (LEGACY_CONTROLLER_UID, uid),
+        (LEGACY_JOB_NAME, name),
+        (CONTROLLER_UID, uid),
+        (JOB_NAME, name),
+    ] {
+        let field = format!("spec.template.metadata.labels[{key}]");
+        match labels.and_then(|l| l.get(key)).and_then(Value::as_str) {
+            None => out.push(required(&field, want)),
+            Some(have) if have != want => {
+                let shown = Bad::Raw(go_string_map(labels));
+                out.push(invalid(&field, shown, &format!("must be '{want}'")));
+            }
+            Some(_) => {}
+        }
+        expected.insert(key.to_string(), json!(want));
+    }
+    if !matches(selector, Some(&expected)) {
+        let shown = Bad::Raw(go_selector(Some(selector)));
+        out.push(invalid(
+            "spec.selector",
+            shown,
+            "`selector` not auto-generated",
+        ));
     }
 }
 
-/// A Job spec at `path`; `selector_required` is false in a CronJob's job template.
-fn validate_job_spec(spec: &Value, path: &str, selector_required: bool, out: &mut Vec<Cause>) {
+/// What every Job spec is checked for, in a Job or a CronJob's job template.
+fn validate_job_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     for key in [
         "parallelism",
         "completions",
@@ -145,41 +203,42 @@ fn validate_job_spec(spec: &Value, path: &str, selector_required: bool, out: &mu
     nonnegative(spec, "ttlSecondsAfterFinished", path, out);
     let mode = str_of(spec, "completionMode");
     if !mode.is_empty() && mode != "NonIndexed" && mode != "Indexed" {
-        out.push(not_supported(
-            &child(path, "completionMode"),
-            mode,
-            &["NonIndexed", "Indexed"],
-        ));
+        let field = child(path, "completionMode");
+        out.push(not_supported(&field, mode, &["NonIndexed", "Indexed"]));
     }
     if mode == "Indexed" && spec.get("completions").is_none_or(Value::is_null) {
-        out.push(required(
-            &child(path, "completions"),
-            "when completion mode is Indexed",
-        ));
+        let detail = "when completion mode is Indexed";
+        out.push(required(&child(path, "completions"), detail));
     }
     let template = spec.get("template").cloned().unwrap_or(Value::Null);
-    match spec.get("selector").filter(|s| !s.is_null()) {
-        None if selector_required => out.push(required(&child(path, "selector"), "")),
-        None => {}
-        Some(selector) => {
-            validate_selector(selector, &child(path, "selector"), out);
-            let labels = template_labels(&template);
-            if !matches(selector, labels) {
-                let field = child(path, "template.metadata.labels");
-                let detail = "`selector` does not match template `labels`";
-                out.push(invalid(&field, Bad::Raw(go_string_map(labels)), detail));
-            }
-        }
-    }
     let template_path = child(path, "template");
     validate_template_meta(&template, &template_path, out);
     let pod_spec = template.get("spec").cloned().unwrap_or(Value::Null);
     let pod_path = child(&template_path, "spec");
     validate_pod_spec(&pod_spec, &pod_path, false, out);
     let policy = str_of(&pod_spec, "restartPolicy");
-    if !policy.is_empty() && policy != "OnFailure" && policy != "Never" {
+    if policy != "OnFailure" && policy != "Never" {
         let field = child(&pod_path, "restartPolicy");
         out.push(not_supported(&field, policy, &["OnFailure", "Never"]));
+    }
+}
+
+/// A CronJob's job template: a Job spec whose selector the server will generate.
+fn validate_job_template(job_spec: &Value, out: &mut Vec<Cause>) {
+    let path = "spec.jobTemplate.spec";
+    validate_job_spec(job_spec, path, out);
+    if let Some(selector) = job_spec.get("selector").filter(|s| !s.is_null()) {
+        let shown = Bad::Raw(go_selector(Some(selector)));
+        let field = child(path, "selector");
+        out.push(invalid(&field, shown, "`selector` will be auto-generated"));
+    }
+    if job_spec.get("manualSelector") == Some(&json!(true)) {
+        let field = child(path, "manualSelector");
+        out.push(not_supported_value(
+            &field,
+            Bad::Raw("true".into()),
+            &["nil", "false"],
+        ));
     }
 }
 
@@ -191,11 +250,17 @@ pub(super) fn validate_job_update(obj: &Value, old: &Value, out: &mut Vec<Cause>
     };
     let changed = |key: &str| spec.get(key).map(normalized) != old_spec.get(key).map(normalized);
     if changed("completions") {
-        let shown = match spec.get("completions").and_then(Value::as_i64) {
+        let completions = spec.get("completions").and_then(Value::as_i64);
+        let shown = || match completions {
             Some(n) => Bad::Int(n),
             None => Bad::Raw("null".into()),
         };
-        out.push(invalid("spec.completions", shown, "field is immutable"));
+        if str_of(spec, "completionMode") != "Indexed" {
+            out.push(invalid("spec.completions", shown(), "field is immutable"));
+        } else if completions != spec.get("parallelism").and_then(Value::as_i64) {
+            let detail = "can only be modified in tandem with spec.parallelism";
+            out.push(invalid("spec.completions", shown(), detail));
+        }
     }
     if changed("selector") {
         let shown = Bad::Raw(go_selector(spec.get("selector")));
@@ -283,13 +348,11 @@ pub(super) fn validate_cron_job(obj: &Value, old_schedule: Option<&str>, out: &m
     for key in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
         nonnegative(spec, key, "spec", out);
     }
-    match spec.pointer("/jobTemplate/spec") {
-        Some(job_spec) => validate_job_spec(job_spec, "spec.jobTemplate.spec", false, out),
-        None => out.push(required(
-            "spec.jobTemplate.spec.template.spec.containers",
-            "",
-        )),
-    }
+    let job_spec = spec
+        .pointer("/jobTemplate/spec")
+        .cloned()
+        .unwrap_or(Value::Null);
+    validate_job_template(&job_spec, out);
 }
 
 fn validate_time_zone(zone: &str, out: &mut Vec<Cause>) {

@@ -47,8 +47,13 @@ pub(super) fn invalid(field: &str, value: Bad<'_>, detail: &str) -> Cause {
 
 /// `Unsupported value: "x": supported values: "a", "b"`.
 pub(super) fn not_supported(field: &str, value: &str, supported: &[&str]) -> Cause {
+    not_supported_value(field, Bad::Str(value), supported)
+}
+
+/// `Unsupported value: <value>: supported values: …` for a value that is no string.
+pub(super) fn not_supported_value(field: &str, value: Bad<'_>, supported: &[&str]) -> Cause {
     let list: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
-    let body = format!("Unsupported value: {}", go_quote(value));
+    let body = format!("Unsupported value: {}", show(&value));
     let detail = format!("supported values: {}", list.join(", "));
     cause("FieldValueNotSupported", field, with_detail(&body, &detail))
 }

@@ -103,7 +103,7 @@ pub fn validate_create(api_version: &str, kind: &str, obj: &Value) -> Vec<Cause>
                 apps::validate(w, obj, &mut out);
             }
         }
-        ("batch", "Job") => batch::validate_job(obj, &mut out),
+        ("batch", "Job") => batch::validate_job(obj, true, &mut out),
         ("batch", "CronJob") => batch::validate_cron_job(obj, None, &mut out),
         _ => {}
     }
@@ -119,6 +119,13 @@ pub fn validate_update(api_version: &str, kind: &str, obj: &Value, old: &Value) 
         batch::validate_cron_job(obj, old_schedule, &mut out);
         return out;
     }
+    if (group(api_version), kind) == ("batch", "Job") {
+        let mut out = Vec::new();
+        meta::validate(kind, obj, &mut out);
+        batch::validate_job(obj, false, &mut out);
+        batch::validate_job_update(obj, old, &mut out);
+        return out;
+    }
     let mut out = validate_create(api_version, kind, obj);
     match (group(api_version), kind) {
         ("", "Pod") => pod_update::validate_pod_spec_update(obj, old, &mut out),
@@ -128,7 +135,6 @@ pub fn validate_update(api_version: &str, kind: &str, obj: &Value, old: &Value) 
                 apps::validate_update(w, obj, old, &mut out);
             }
         }
-        ("batch", "Job") => batch::validate_job_update(obj, old, &mut out),
         _ => {}
     }
     out

@@ -87,20 +87,16 @@ pub(super) fn template_labels(template: &Value) -> Option<&Map<String, Value>> {
 }
 
 /// `spec.template.metadata.labels: Invalid value: map[string]string{…}: …` when the
-/// selector does not select its own template.
+/// selector does not select its own template. A missing selector selects nothing, as
+/// upstream's `LabelSelectorAsSelector(nil)` does, so it reports this too.
 pub(super) fn check_template_match(spec: &Value, path: &str, out: &mut Vec<Cause>) {
-    let (Some(selector), Some(template)) = (spec.get("selector"), spec.get("template")) else {
-        return;
-    };
-    let labels = template_labels(template);
-    if !is_empty(selector) && !matches(selector, labels) {
+    let labels = spec.get("template").and_then(template_labels);
+    let selector = spec.get("selector").filter(|s| !s.is_null());
+    if !selector.is_some_and(|s| matches(s, labels)) {
         let field = child(path, "template.metadata.labels");
         let shown = Bad::Raw(go_string_map(labels));
-        out.push(invalid(
-            &field,
-            shown,
-            "`selector` does not match template `labels`",
-        ));
+        let detail = "`selector` does not match template `labels`";
+        out.push(invalid(&field, shown, detail));
     }
 }
 

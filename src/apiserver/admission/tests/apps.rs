@@ -74,11 +74,17 @@ fn valid_workloads_have_no_causes() {
 }
 
 #[test]
-fn a_selector_is_required() {
+fn a_missing_selector_is_required_and_selects_nothing() {
     let mut d = workload("Deployment");
     d["spec"].as_object_mut().map(|s| s.remove("selector"));
     let causes = create_causes("apps/v1", "Deployment", d);
-    assert_causes(&causes, &["spec.selector: Required value"]);
+    assert_causes(
+        &causes,
+        &[
+            "spec.selector: Required value",
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`",
+        ],
+    );
     assert_eq!(causes[0].reason, "FieldValueRequired");
 }
 

@@ -70,7 +70,13 @@ fn created_jobs_select_their_uid() {
 #[test]
 fn jobs_without_a_selector_are_invalid() {
     let causes = create_causes("batch/v1", "Job", job(None));
-    assert_causes(&causes, &["spec.selector: Required value"]);
+    assert_causes(
+        &causes,
+        &[
+            "spec.selector: Required value",
+            "spec.template.metadata.labels: Invalid value: map[string]string(nil): `selector` does not match template `labels`",
+        ],
+    );
 }
 
 #[test]
@@ -176,5 +182,70 @@ fn concurrency_policy_must_be_supported() {
     assert_causes(
         &create_causes("batch/v1", "CronJob", c),
         &["spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\""],
+    );
+}
+
+#[test]
+fn generated_labels_must_carry_the_jobs_uid_and_name() {
+    let mut j = created(job(None));
+    j["spec"]["template"]["metadata"]["labels"]["job-name"] = json!("other");
+    j["spec"]["template"]["metadata"]["labels"]
+        .as_object_mut()
+        .map(|l| l.remove("controller-uid"));
+    j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"] = json!("u-2");
+    let causes = super::super::validate_create("batch/v1", "Job", &j);
+    let lines = super::lines(&causes);
+    assert_eq!(
+        lines[0],
+        "spec.template.metadata.labels[controller-uid]: Required value: u-1"
+    );
+    assert!(lines[1]
+        .starts_with("spec.template.metadata.labels[job-name]: Invalid value: map[string]string{"));
+    assert!(lines[1].ends_with(": must be 'pi'"));
+    assert_eq!(lines[2], "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"batch.kubernetes.io/controller-uid\":\"u-2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: `selector` not auto-generated");
+}
+
+#[test]
+fn manual_selectors_are_left_to_the_user() {
+    let mut j = job(Some(json!({"app": "batch"})));
+    j["spec"]["manualSelector"] = json!(true);
+    j["spec"]["selector"] = json!({"matchLabels": {"app": "batch"}});
+    let j = created(j);
+    assert!(j["spec"]["template"]["metadata"]["labels"]
+        .get("job-name")
+        .is_none());
+    assert_causes(&super::super::validate_create("batch/v1", "Job", &j), &[]);
+}
+
+#[test]
+fn cron_job_templates_may_not_choose_selectors() {
+    let mut c = cron_job("@daily");
+    c["spec"]["jobTemplate"]["spec"]["selector"] = json!({"matchLabels": {"a": "b"}});
+    c["spec"]["jobTemplate"]["spec"]["manualSelector"] = json!(true);
+    assert_causes(
+        &create_causes("batch/v1", "CronJob", c),
+        &[
+            "spec.jobTemplate.spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"a\":\"b\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: `selector` will be auto-generated",
+            "spec.jobTemplate.spec.manualSelector: Unsupported value: true: supported values: \"nil\", \"false\"",
+        ],
+    );
+}
+
+#[test]
+fn indexed_jobs_scale_completions_with_parallelism() {
+    let mut j = job(None);
+    j["spec"]["completionMode"] = json!("Indexed");
+    j["spec"]["completions"] = json!(3);
+    j["spec"]["parallelism"] = json!(3);
+    let old = created(j);
+    let mut both = old.clone();
+    both["spec"]["completions"] = json!(5);
+    both["spec"]["parallelism"] = json!(5);
+    assert_causes(&update_causes("batch/v1", "Job", both, old.clone()), &[]);
+    let mut alone = old.clone();
+    alone["spec"]["completions"] = json!(5);
+    assert_causes(
+        &update_causes("batch/v1", "Job", alone, old),
+        &["spec.completions: Invalid value: 5: can only be modified in tandem with spec.parallelism"],
     );
 }
