@@ -43,6 +43,7 @@ mod pod_parts;
 mod pod_update;
 mod selector;
 mod service;
+mod service_rules;
 #[cfg(test)]
 mod tests;
 
@@ -97,7 +98,7 @@ pub fn validate_create(api_version: &str, kind: &str, obj: &Value) -> Vec<Cause>
             Some(spec) => pod::validate_pod_spec(spec, "spec", true, &mut out),
             None => out.push(errors::required("spec.containers", "")),
         },
-        ("", "Service") => service::validate(obj, &mut out),
+        ("", "Service") => service_rules::validate(obj, &mut out),
         ("apps", kind) => {
             if let Some(w) = Workload::from_kind(kind) {
                 apps::validate(w, obj, &mut out);
@@ -119,6 +120,13 @@ pub fn validate_update(api_version: &str, kind: &str, obj: &Value, old: &Value) 
         batch::validate_cron_job(obj, old_schedule, &mut out);
         return out;
     }
+    if (group(api_version), kind) == ("", "Service") {
+        let mut out = Vec::new();
+        meta::validate(kind, obj, &mut out);
+        service::validate_update(obj, old, &mut out);
+        service_rules::validate(obj, &mut out);
+        return out;
+    }
     if (group(api_version), kind) == ("batch", "Job") {
         let mut out = Vec::new();
         meta::validate(kind, obj, &mut out);
@@ -129,7 +137,6 @@ pub fn validate_update(api_version: &str, kind: &str, obj: &Value, old: &Value) 
     let mut out = validate_create(api_version, kind, obj);
     match (group(api_version), kind) {
         ("", "Pod") => pod_update::validate_pod_spec_update(obj, old, &mut out),
-        ("", "Service") => service::validate_update(obj, old, &mut out),
         ("apps", kind) => {
             if let Some(w) = Workload::from_kind(kind) {
                 apps::validate_update(w, obj, old, &mut out);

@@ -1,25 +1,15 @@
-//! Services (`v1`): `SetDefaults_Service`, the rules of `ValidateService` for ports,
-//! types and session affinity, cluster IPs that may not change once set, and the values
-//! an update keeps from the stored object (upstream's REST `patchAllocatedValues`).
+//! Services (`v1`): `SetDefaults_Service`, cluster IPs that may not change once set,
+//! and the values an update keeps from the stored object (upstream's REST
+//! `patchAllocatedValues`). What a Service must be lives in `service_rules.rs`.
 //!
 //! `ipFamilies` and `ipFamilyPolicy` are left to the cluster-IP allocator, which sets
 //! them when it assigns the address, as kube-apiserver's allocator does.
 
-use std::collections::BTreeSet;
-
 use serde_json::{json, Map, Value};
 
-use super::errors::{
-    child, default_str, duplicate, forbidden, index, invalid, list_of, not_supported, objects_mut,
-    required, set_default, str_of, Bad,
-};
-use super::meta::validate_labels;
-use super::names::{dns_label_error, dns_subdomain_error, port_num_error};
-use super::pod_parts::{validate_port_num_or_name, PROTOCOLS};
+use super::errors::{default_str, index, invalid, list_of, objects_mut, set_default, str_of, Bad};
+use super::service_rules::{go_strings, is_headless};
 use crate::apiserver::status::Cause;
-
-const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
-const AFFINITIES: &[&str] = &["ClientIP", "None"];
 
 /// Defaults a Service in place.
 pub(super) fn default(obj: &mut Value) {
@@ -126,151 +116,6 @@ pub(super) fn prepare_for_update(obj: &mut Value, old: &Value) {
             }
         }
     }
-}
-
-fn is_headless(spec: &Value) -> bool {
-    str_of(spec, "clusterIP") == "None"
-}
-
-/// Checks a new Service.
-pub(super) fn validate(obj: &Value, out: &mut Vec<Cause>) {
-    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    let kind = str_of(&spec, "type");
-    let ports = list_of(&spec, "ports");
-    if ports.is_empty() && !is_headless(&spec) && kind != "ExternalName" {
-        out.push(required("spec.ports", ""));
-    }
-    if kind == "ExternalName" {
-        if !list_of(&spec, "clusterIPs").is_empty() {
-            out.push(forbidden(
-                "spec.clusterIPs",
-                "may not be set for ExternalName services",
-            ));
-        }
-        let cname = str_of(&spec, "externalName");
-        let cname = cname.strip_suffix('.').unwrap_or(cname);
-        if cname.is_empty() {
-            out.push(required("spec.externalName", ""));
-        } else if let Some(msg) = dns_subdomain_error(cname) {
-            out.push(invalid("spec.externalName", Bad::Str(cname), &msg));
-        }
-    }
-    let mut names = BTreeSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        validate_port(
-            port,
-            ports.len() > 1,
-            &mut names,
-            &index("spec.ports", i),
-            out,
-        );
-    }
-    validate_cluster_ips(&spec, out);
-    validate_labels(spec.get("selector"), "spec.selector", out);
-    super::pod::validate_enum(&spec, "sessionAffinity", AFFINITIES, "spec", out);
-    super::pod::validate_enum(&spec, "type", TYPES, "spec", out);
-    validate_node_ports(kind, ports, out);
-}
-
-/// One port: a name when there are several, a number, a protocol, a target.
-fn validate_port<'a>(
-    port: &'a Value,
-    name_required: bool,
-    names: &mut BTreeSet<&'a str>,
-    path: &str,
-    out: &mut Vec<Cause>,
-) {
-    let name = str_of(port, "name");
-    let name_path = child(path, "name");
-    if name.is_empty() {
-        if name_required {
-            out.push(required(&name_path, ""));
-        }
-    } else {
-        if let Some(msg) = dns_label_error(name) {
-            out.push(invalid(&name_path, Bad::Str(name), &msg));
-        }
-        if !names.insert(name) {
-            out.push(duplicate(&name_path, Bad::Str(name)));
-        }
-    }
-    let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
-    if let Some(msg) = port_num_error(number) {
-        out.push(invalid(&child(path, "port"), Bad::Int(number), msg));
-    }
-    match str_of(port, "protocol") {
-        "" => out.push(required(&child(path, "protocol"), "")),
-        p if PROTOCOLS.contains(&p) => {}
-        p => out.push(not_supported(&child(path, "protocol"), p, PROTOCOLS)),
-    }
-    validate_port_num_or_name(port.get("targetPort"), &child(path, "targetPort"), out);
-}
-
-/// Node ports: forbidden on ClusterIP Services, in range, and no (protocol, port) twice.
-fn validate_node_ports(kind: &str, ports: &[Value], out: &mut Vec<Cause>) {
-    let mut node_ports = BTreeSet::new();
-    let mut service_ports = BTreeSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        let at = index("spec.ports", i);
-        let protocol = str_of(port, "protocol");
-        let node_port = port.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-        if node_port != 0 {
-            if kind == "ClusterIP" {
-                let detail = "may not be used when `type` is 'ClusterIP'";
-                out.push(forbidden(&child(&at, "nodePort"), detail));
-            } else if let Some(msg) = port_num_error(node_port) {
-                out.push(invalid(&child(&at, "nodePort"), Bad::Int(node_port), msg));
-            }
-            if !node_ports.insert((protocol, node_port)) {
-                out.push(duplicate(&child(&at, "nodePort"), Bad::Int(node_port)));
-            }
-        }
-        let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
-        if !service_ports.insert((protocol, number)) {
-            let shown = format!(
-                "core.ServicePort{{Name:\"\", Protocol:\"{protocol}\", AppProtocol:(*string)(nil), Port:{number}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}"
-            );
-            out.push(duplicate(&at, Bad::Raw(shown)));
-        }
-    }
-}
-
-/// `clusterIPs` begins with `clusterIP`, and each is `None` (alone) or an IP address.
-fn validate_cluster_ips(spec: &Value, out: &mut Vec<Cause>) {
-    let ips: Vec<&str> = list_of(spec, "clusterIPs")
-        .iter()
-        .map(|v| v.as_str().unwrap_or(""))
-        .collect();
-    let ip = str_of(spec, "clusterIP");
-    if !ip.is_empty() && ips.first() != Some(&ip) {
-        let detail = "first value must match `clusterIP`";
-        out.push(invalid(
-            "spec.clusterIPs",
-            Bad::Raw(go_strings(&ips)),
-            detail,
-        ));
-    }
-    for (i, value) in ips.iter().enumerate() {
-        let field = index("spec.clusterIPs", i);
-        if *value == "None" {
-            if ips.len() > 1 {
-                let detail = "'None' must be the first and only value";
-                out.push(invalid(&field, Bad::Raw(go_strings(&ips)), detail));
-            }
-        } else if value.parse::<std::net::IpAddr>().is_err() {
-            let detail = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
-            out.push(invalid(&field, Bad::Str(value), detail));
-        }
-    }
-}
-
-/// A list of strings as Go's `%#v` prints `[]string`.
-fn go_strings(list: &[&str]) -> String {
-    if list.is_empty() {
-        return "[]string(nil)".into();
-    }
-    let items: Vec<String> = list.iter().map(|s| super::errors::go_quote(s)).collect();
-    format!("[]string{{{}}}", items.join(", "))
 }
 
 /// Checks an update: cluster IPs, once set, stay (unless ExternalName is involved).

@@ -146,3 +146,43 @@ fn cluster_ips_must_be_addresses() {
         &["spec.clusterIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"],
     );
 }
+
+#[test]
+fn traffic_policies_and_affinity_config_fit_the_type() {
+    let s = service(json!({
+        "ports": [{"port": 80}],
+        "externalTrafficPolicy": "Local",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+    }));
+    let mut obj = s;
+    default("v1", "Service", &mut obj);
+    obj["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 60}});
+    assert_causes(
+        &super::super::validate_create("v1", "Service", &obj),
+        &[
+            "spec.sessionAffinityConfig: Forbidden: must not be set when session affinity is None",
+            "spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set for externally-accessible services",
+        ],
+    );
+}
+
+#[test]
+fn node_port_services_may_not_be_headless() {
+    let s = service(json!({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 80}]}));
+    assert_causes(
+        &create_causes("v1", "Service", s),
+        &["spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services"],
+    );
+}
+
+#[test]
+fn update_rules_come_before_the_service_rules() {
+    let old = service(json!({"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}));
+    let new = service(json!({"clusterIP": "10.96.0.11", "ports": [{"port": 0}]}));
+    let causes = super::lines(&update_causes("v1", "Service", new, old));
+    assert_eq!(
+        causes[0],
+        "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set"
+    );
+    assert!(causes[1].starts_with("spec.ports[0].port: Invalid value: 0"));
+}
