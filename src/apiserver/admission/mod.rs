@@ -32,6 +32,7 @@
 
 mod apps;
 mod batch;
+mod core_defaults;
 mod cron;
 mod errors;
 mod meta;
@@ -62,6 +63,11 @@ pub fn default(api_version: &str, kind: &str, obj: &mut Value) {
     match (group(api_version), kind) {
         ("", "Pod") => pod_defaults::default_pod(obj),
         ("", "Service") => service::default(obj),
+        ("", "Namespace") => core_defaults::default_namespace(obj),
+        ("", "Secret") => core_defaults::default_secret(obj),
+        ("", "PersistentVolumeClaim") => core_defaults::default_claim(obj),
+        ("", "PersistentVolume") => core_defaults::default_volume(obj),
+        ("", "Endpoints") => core_defaults::default_endpoints(obj),
         ("apps", kind) => {
             if let Some(w) = Workload::from_kind(kind) {
                 apps::default(w, obj);

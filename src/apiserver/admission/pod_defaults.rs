@@ -136,10 +136,16 @@ fn image_tag(image: &str) -> &str {
 
 /// `SetDefaults_Probe`.
 fn default_probe(probe: &mut Map<String, Value>) {
-    set_default(probe, "timeoutSeconds", json!(1));
-    set_default(probe, "periodSeconds", json!(10));
-    set_default(probe, "successThreshold", json!(1));
-    set_default(probe, "failureThreshold", json!(3));
+    for (key, value) in [
+        ("timeoutSeconds", 1),
+        ("periodSeconds", 10),
+        ("successThreshold", 1),
+        ("failureThreshold", 3),
+    ] {
+        if probe.get(key).is_none_or(|v| v.is_null() || v == 0) {
+            probe.insert(key.into(), json!(value));
+        }
+    }
     default_http_get(probe);
 }
 
@@ -171,6 +177,18 @@ fn default_volume(volume: &mut Map<String, Value>) {
             if let Some(field_ref) = item.get_mut("fieldRef").and_then(Value::as_object_mut) {
                 default_str(field_ref, "apiVersion", "v1");
             }
+        }
+    }
+    let sources = volume
+        .get_mut("projected")
+        .and_then(|p| p.get_mut("sources"))
+        .and_then(Value::as_array_mut);
+    for source in sources.into_iter().flatten() {
+        let token = source
+            .get_mut("serviceAccountToken")
+            .and_then(Value::as_object_mut);
+        if let Some(token) = token {
+            set_default(token, "expirationSeconds", json!(3600));
         }
     }
     if let Some(host_path) = volume.get_mut("hostPath").and_then(Value::as_object_mut) {

@@ -49,7 +49,11 @@ pub(super) fn default(obj: &mut Value) {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    if kind == "NodePort" || kind == "LoadBalancer" {
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|ips| !ips.is_empty());
+    if kind == "NodePort" || kind == "LoadBalancer" || (kind == "ClusterIP" && external_ips) {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
     if kind == "NodePort" || kind == "LoadBalancer" || kind == "ClusterIP" {

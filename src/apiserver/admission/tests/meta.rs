@@ -109,3 +109,29 @@ fn service_generate_names_are_dns_1035_labels() {
     let causes = create_causes("v1", "Service", svc);
     assert_causes(&causes, &["metadata.generateName: Invalid value: \"1web-\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"]);
 }
+
+#[test]
+fn namespaces_are_labelled_with_their_name_and_start_active() {
+    let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}});
+    crate::apiserver::admission::default("v1", "Namespace", &mut ns);
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert_causes(&create_causes("v1", "Namespace", ns), &[]);
+}
+
+#[test]
+fn secrets_claims_and_volumes_get_their_defaults() {
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+    crate::apiserver::admission::default("v1", "Secret", &mut secret);
+    assert_eq!(secret["type"], "Opaque");
+    let mut claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"}, "spec": {}});
+    crate::apiserver::admission::default("v1", "PersistentVolumeClaim", &mut claim);
+    assert_eq!(claim["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(claim["status"]["phase"], "Pending");
+    let mut volume = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "v"}, "spec": {}});
+    crate::apiserver::admission::default("v1", "PersistentVolume", &mut volume);
+    assert_eq!(volume["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+}
