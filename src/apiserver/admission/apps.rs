@@ -89,11 +89,16 @@ pub(super) fn default(w: Workload, obj: &mut Value) {
 fn default_stateful_set(spec: &mut serde_json::Map<String, Value>) {
     default_str(spec, "podManagementPolicy", "OrderedReady");
     if let Some(strategy) = object_entry(spec, "updateStrategy") {
-        default_str(strategy, "type", "RollingUpdate");
-        if strategy.get("type") == Some(&json!("RollingUpdate")) {
-            if let Some(rolling) = object_entry(strategy, "rollingUpdate") {
-                set_default(rolling, "partition", json!(0));
-            }
+        if strategy.get("type").is_none_or(|t| t.is_null() || t == "") {
+            strategy.insert("type".into(), json!("RollingUpdate"));
+            set_default(strategy, "rollingUpdate", json!({}));
+        }
+        let rolling_update = strategy.get("type") == Some(&json!("RollingUpdate"));
+        let rolling = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut);
+        if let (true, Some(rolling)) = (rolling_update, rolling) {
+            set_default(rolling, "partition", json!(0));
         }
     }
     if let Some(policy) = object_entry(spec, "persistentVolumeClaimRetentionPolicy") {

@@ -1,34 +1,51 @@
 //! Pure defaulting and validation of the built-in kinds, as kube-apiserver does them,
-//! on the JSON objects the server stores. Messages, reasons and field paths are
-//! upstream's (`field.Error`), so kubectl shows the same 422s.
+//! on the JSON objects the server stores. Messages, reasons, field paths and the order
+//! of causes are upstream's (`field.Error`, Kubernetes 1.33), so kubectl shows the same
+//! 422s.
+//!
+//! The integrator runs, for a create: [`default`], then sets `metadata.uid`, then
+//! [`prepare_for_create`], then [`validate_create`]; for an update: [`default`] on the
+//! new object, [`prepare_for_update`], then [`validate_update`].
 //!
 //! Covered:
 //! - every kind: label keys and values, annotation keys and their 256 KiB total,
 //!   `generateName` (object names are checked by the handlers);
 //! - Pod: `SetDefaults_PodSpec`/`_Container`/`_Probe`/volumes, limits copied to
-//!   requests, `enableServiceLinks`, and what the ServiceAccount, Priority and
-//!   DefaultTolerationSeconds admission plugins add; containers, names, images, ports,
-//!   pull and restart and DNS policies, resources (quantities, requests ≤ limits),
-//!   probes, volumes and mounts; the update rule that only images, the deadline,
-//!   added tolerations and a negative grace period may change;
+//!   requests, `enableServiceLinks`, host ports under `hostNetwork`, and what the
+//!   ServiceAccount, Priority and DefaultTolerationSeconds admission plugins add;
+//!   containers and init containers (names, images, ports, env, mounts, pull and
+//!   termination-message policies, resources with requests ≤ limits, probes, hooks,
+//!   host-port clashes), volumes, restart and DNS policies, tolerations, scheduling
+//!   names; the update rule that only images, the deadline, added tolerations, removed
+//!   scheduling gates and a negative grace period may change;
 //! - Deployment, ReplicaSet, StatefulSet, DaemonSet: their defaults and the pod
 //!   template's, selectors (required, valid, matching the template, immutable), the
-//!   template's `restartPolicy: Always`, replicas, Deployment strategies, and which
-//!   StatefulSet fields may change;
-//! - Service: defaults (type, affinity, port protocols and targets, traffic
-//!   policies), ports, names, protocols, types, node ports, cluster IPs, and cluster IPs
-//!   that may not change once set; [`prepare_for_update`] keeps allocated values;
-//! - Job: defaults, the generated selector and labels ([`prepare_for_create`]), counts,
-//!   `OnFailure`/`Never`, and the immutable selector, completions and template;
+//!   template's `restartPolicy: Always`, replicas, strategies, and which StatefulSet
+//!   fields may change;
+//! - Service: defaults, ports, names, protocols, types, session affinity, cluster IPs
+//!   and IP families, node ports, traffic policies, and cluster IPs that may not change
+//!   once set; [`prepare_for_update`] keeps the allocated IPs and node ports;
+//! - Job: defaults, the generated selector and labels ([`prepare_for_create`]) and
+//!   their check, counts, `OnFailure`/`Never`, the immutable selector, completions
+//!   (Indexed Jobs may scale them with parallelism) and template (a suspended Job that
+//!   never ran may change its scheduling directives);
 //! - CronJob: defaults, schedule syntax (robfig/cron's standard parser), TZ in the
-//!   schedule, the time zone's shape, concurrency policy and the job template.
+//!   schedule, the time zone's shape, concurrency policy and the job template;
+//! - Namespace, Secret, PersistentVolume(Claim), Endpoints: their defaults.
 //!
-//! Not covered: object names and namespaces (the handlers check them), env and envFrom,
-//! security contexts, affinity and topology spread, ephemeral containers, resize,
-//! ipFamilies and ipFamilyPolicy (the allocator sets them), PVC and other kinds' specs,
-//! and metadata update rules (uid, creationTimestamp…). Time zones are checked by shape,
-//! as no tz database is read. The pod-update refusal omits upstream's `cmp.Diff` of Go
-//! structs, and Go `%#v` dumps of whole templates are shown as JSON.
+//! Not covered: object names and namespaces (the handlers check them); security
+//! contexts, affinity, topology spread, DNS config, ephemeral containers, resize,
+//! pod-level resources, resource claims, volume source details; `ipFamilies` and
+//! `ipFamilyPolicy` defaults (the allocator sets them); specs of other kinds; metadata
+//! update rules (uid, creationTimestamp…); rounding quantities up to millis.
+//!
+//! Deliberately different: a quantity that does not parse is a 422 cause here, where
+//! kube-apiserver fails decoding with a 400; quantities in messages are shown as
+//! written, not in canonical form; time zones are checked by shape (no tz database is
+//! read); Go `%#v` dumps of whole structs (pod templates, strategies) are shown as
+//! JSON, and the pod-update refusal lists the changed fields as JSON instead of
+//! `cmp.Diff` output; the admission-plugin defaults of Pods are applied on every call
+//! of [`default`], not only on create.
 
 mod apps;
 mod batch;

@@ -234,3 +234,14 @@ fn stateful_set_strategies_are_checked() {
         ],
     );
 }
+
+#[test]
+fn an_explicit_stateful_set_rolling_update_gets_no_partition_block() {
+    let mut s = workload("StatefulSet");
+    s["spec"]["updateStrategy"] = json!({"type": "RollingUpdate"});
+    default("apps/v1", "StatefulSet", &mut s);
+    assert_eq!(
+        s["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate"})
+    );
+}
