@@ -145,7 +145,10 @@ pub(super) fn validate(w: Workload, obj: &Value, out: &mut Vec<Cause>) {
         nonnegative(spec, key, "spec", out);
     }
     match w {
-        Workload::Deployment => validate_strategy(spec, out),
+        Workload::Deployment => {
+            validate_strategy(spec, out);
+            validate_progress_deadline(spec, out);
+        }
         Workload::StatefulSet => validate_stateful_set(spec, out),
         Workload::DaemonSet => {
             if let Some(strategy) = spec.get("updateStrategy") {
@@ -218,6 +221,25 @@ fn validate_stateful_set(spec: &Value, out: &mut Vec<Cause>) {
                 detail,
             ));
         }
+    }
+}
+
+/// A Deployment's progress deadline outlasts `minReadySeconds`.
+fn validate_progress_deadline(spec: &Value, out: &mut Vec<Cause>) {
+    let Some(deadline) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) else {
+        return;
+    };
+    let min_ready = spec
+        .get("minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if deadline <= min_ready {
+        let field = "spec.progressDeadlineSeconds";
+        out.push(invalid(
+            field,
+            Bad::Int(deadline),
+            "must be greater than minReadySeconds",
+        ));
     }
 }
 

@@ -245,3 +245,34 @@ fn an_explicit_stateful_set_rolling_update_gets_no_partition_block() {
         json!({"type": "RollingUpdate"})
     );
 }
+
+#[test]
+fn progress_deadlines_outlast_min_ready_seconds() {
+    let mut d = workload("Deployment");
+    d["spec"]["minReadySeconds"] = json!(30);
+    d["spec"]["progressDeadlineSeconds"] = json!(30);
+    assert_causes(
+        &create_causes("apps/v1", "Deployment", d),
+        &["spec.progressDeadlineSeconds: Invalid value: 30: must be greater than minReadySeconds"],
+    );
+}
+
+#[test]
+fn replica_set_templates_may_not_set_a_deadline() {
+    let mut r = workload("ReplicaSet");
+    r["spec"]["template"]["spec"]["activeDeadlineSeconds"] = json!(10);
+    assert_causes(
+        &create_causes("apps/v1", "ReplicaSet", r),
+        &["spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in ReplicaSet is not Supported"],
+    );
+}
+
+#[test]
+fn daemon_set_update_strategies_are_known() {
+    let mut d = workload("DaemonSet");
+    d["spec"]["updateStrategy"] = json!({"type": "Sometimes"});
+    assert_causes(
+        &create_causes("apps/v1", "DaemonSet", d),
+        &["spec.updateStrategy.type: Unsupported value: \"Sometimes\": supported values: \"OnDelete\", \"RollingUpdate\""],
+    );
+}

@@ -249,3 +249,24 @@ fn indexed_jobs_scale_completions_with_parallelism() {
         &["spec.completions: Invalid value: 5: can only be modified in tandem with spec.parallelism"],
     );
 }
+
+#[test]
+fn completion_modes_are_known() {
+    let mut j = job(None);
+    j["spec"]["completionMode"] = json!("Sometimes");
+    let j = created(j);
+    assert_causes(
+        &super::super::validate_create("batch/v1", "Job", &j),
+        &["spec.completionMode: Unsupported value: \"Sometimes\": supported values: \"NonIndexed\", \"Indexed\""],
+    );
+}
+
+#[test]
+fn a_suspended_job_that_never_ran_may_move_its_pods() {
+    let mut j = job(None);
+    j["spec"]["suspend"] = json!(true);
+    let old = created(j);
+    let mut new = old.clone();
+    new["spec"]["template"]["spec"]["nodeSelector"] = json!({"zone": "a"});
+    assert_causes(&update_causes("batch/v1", "Job", new, old), &[]);
+}

@@ -186,3 +186,21 @@ fn update_rules_come_before_the_service_rules() {
     );
     assert!(causes[1].starts_with("spec.ports[0].port: Invalid value: 0"));
 }
+
+#[test]
+fn external_name_services_need_a_dns_name() {
+    let s = service(json!({"type": "ExternalName"}));
+    assert_causes(
+        &create_causes("v1", "Service", s),
+        &["spec.externalName: Required value"],
+    );
+}
+
+#[test]
+fn none_must_be_the_only_cluster_ip() {
+    let s = service(json!({"clusterIP": "None", "clusterIPs": ["None", "10.0.0.1"]}));
+    assert_causes(
+        &create_causes("v1", "Service", s),
+        &["spec.clusterIPs: Invalid value: []string{\"None\", \"10.0.0.1\"}: 'None' must be the first and only value"],
+    );
+}
