@@ -114,10 +114,15 @@ pub(super) fn validate_resources(resources: &Value, path: &str, out: &mut Vec<Ca
     let limits = amounts(resources.get("limits"), &limits_path, out);
     let requests = amounts(resources.get("requests"), &requests_path, out);
     for (name, text, request) in &requests {
+        let native = !name.contains('/') || name.starts_with("kubernetes.io/");
+        let overcommit = native && !name.starts_with("hugepages-");
         let Some((_, limit_text, limit)) = limits.iter().find(|(n, _, _)| n == name) else {
+            if !overcommit {
+                let detail = "Limit must be set for non overcommitable resources";
+                out.push(required(&limits_path, detail));
+            }
             continue;
         };
-        let overcommit = STANDARD_CONTAINER_RESOURCES.contains(&name.as_str());
         if !overcommit && request != limit {
             let detail = format!("must be equal to {name} limit of {limit_text}");
             out.push(invalid(&requests_path, Bad::Str(text), &detail));
@@ -151,10 +156,22 @@ fn amounts(
                 let detail = "must be greater than or equal to 0";
                 out.push(invalid(&field, Bad::Str(&text), detail));
             }
+            Ok(q) if is_extended(name) && q.nanos() % 1_000_000_000 != 0 => {
+                out.push(invalid(
+                    &field,
+                    Bad::Raw(text.clone()),
+                    "must be an integer",
+                ));
+            }
             Ok(q) => parsed.push((name.clone(), text, q)),
         }
     }
     parsed
+}
+
+/// Extended resources (`example.com/gpu`) come in whole units.
+fn is_extended(name: &str) -> bool {
+    name.contains('/') && !name.starts_with("kubernetes.io/") && !name.starts_with("requests.")
 }
 
 /// A container resource is standard (`cpu`, `memory`, `hugepages-*`, …) or qualified.

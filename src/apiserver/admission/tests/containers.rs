@@ -157,3 +157,17 @@ fn scheduling_gates_may_only_be_removed() {
         ["spec.schedulingGates[1].name: Forbidden: only deletion is allowed, but found new scheduling gate 'b'"]
     );
 }
+
+#[test]
+fn extended_resources_are_whole_and_limited() {
+    let spec = json!({"containers": [{"name": "c", "image": "i", "resources": {
+        "requests": {"example.com/gpu": "500m", "example.com/fpga": "1"},
+    }}]});
+    assert_eq!(
+        pod_causes(spec),
+        [
+            "spec.containers[0].resources.requests[example.com/gpu]: Invalid value: 500m: must be an integer",
+            "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources",
+        ]
+    );
+}
