@@ -71,7 +71,8 @@ fn metadata(obj: &mut Value) -> Option<&mut Map<String, Value>> {
 
 /// What the job strategy's `PrepareForCreate` adds unless `manualSelector` is true:
 /// job-name and controller-uid labels on the template, and a selector on the uid. A Job
-/// whose labels were its template's (upstream shares that map) gets the new ones too.
+/// without labels of its own, or with its template's (upstream shares that map, and
+/// defaults it again on every read), gets the template's labels.
 pub(super) fn prepare_job_for_create(obj: &mut Value) {
     if obj.pointer("/spec/manualSelector") == Some(&json!(true)) {
         return;
@@ -80,7 +81,10 @@ pub(super) fn prepare_job_for_create(obj: &mut Value) {
     let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
     let labels_shared = {
         let job_labels = obj.pointer("/metadata/labels");
-        job_labels.is_some() && job_labels == obj.pointer("/spec/template/metadata/labels")
+        let empty = job_labels
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty);
+        empty || job_labels == obj.pointer("/spec/template/metadata/labels")
     };
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;

@@ -270,3 +270,13 @@ fn a_suspended_job_that_never_ran_may_move_its_pods() {
     new["spec"]["template"]["spec"]["nodeSelector"] = json!({"zone": "a"});
     assert_causes(&update_causes("batch/v1", "Job", new, old), &[]);
 }
+
+#[test]
+fn a_job_without_labels_takes_its_generated_template_labels() {
+    let j = created(job(None));
+    assert_eq!(
+        j["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "pi"
+    );
+    assert_eq!(j["metadata"]["labels"]["controller-uid"], "u-1");
+}
