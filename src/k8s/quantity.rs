@@ -43,7 +43,11 @@ impl Quantity {
         let mantissa = digits_value(&digits);
         let scale = 9 + exp10 - parts.fraction.len() as i64;
         let magnitude = scaled(mantissa, scale, exp2);
-        let nanos = if parts.negative { -magnitude } else { magnitude };
+        let nanos = if parts.negative {
+            -magnitude
+        } else {
+            magnitude
+        };
         Ok(Quantity { nanos })
     }
 
@@ -207,8 +211,7 @@ fn suffix_exponents(suffix: &str) -> Result<(i64, u32), QuantityError> {
 /// The value of a digit string, saturating far beyond any real quantity.
 fn digits_value(digits: &str) -> i128 {
     digits.bytes().fold(0i128, |acc, b| {
-        acc.saturating_mul(10)
-            .saturating_add(i128::from(b - b'0'))
+        acc.saturating_mul(10).saturating_add(i128::from(b - b'0'))
     })
 }
 
