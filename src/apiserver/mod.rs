@@ -4,6 +4,7 @@
 //! It owns nothing but the request path: it never calls a control loop or an agent. Until
 //! authorization lands, every authenticated user may do everything.
 
+pub mod admission;
 pub mod auth;
 pub mod cache;
 pub mod discovery;
