@@ -345,3 +345,102 @@ async fn kube_rs_server_side_apply_and_merge_patch() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_objects_get_422_with_a_cause_per_field_and_nothing_is_stored() {
+    within(async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        let tmpl = |spec: Value| json!({"metadata": {"labels": {"app": "x"}}, "spec": spec});
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            ("/api/v1/namespaces/default/pods",
+             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"}, "spec": {"containers": []}}),
+             "spec.containers", "Required value"),
+            ("/api/v1/namespaces/default/pods",
+             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"}, "spec": {"containers": [{"name": "c"}]}}),
+             "spec.containers[0].image", "Required value"),
+            ("/api/v1/namespaces/default/pods",
+             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "labels": {"bad key!": "v"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+             "metadata.labels", "Invalid value"),
+            ("/api/v1/namespaces/default/pods",
+             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 70000}]}]}}),
+             "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
+            ("/apis/apps/v1/namespaces/default/deployments",
+             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+                    "spec": {"selector": {"matchLabels": {"app": "y"}},
+                             "template": tmpl(json!({"containers": [{"name": "c", "image": "busybox"}]}))}}),
+             "spec.template.metadata.labels", "does not match template"),
+            ("/api/v1/namespaces/default/services",
+             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad"},
+                    "spec": {"ports": [{"port": 80}, {"port": 81}]}}),
+             "spec.ports[0].name", "Required value"),
+            ("/apis/batch/v1/namespaces/default/cronjobs",
+             json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "bad"},
+                    "spec": {"schedule": "every minute", "jobTemplate": {"spec": {"template":
+                        {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}}),
+             "spec.schedule", "Invalid value"),
+        ];
+        for (path, body, field, text) in cases {
+            let (code, answer) = raw(&client, "POST", path, "application/json", body.to_string().into_bytes()).await;
+            assert_eq!(code, 422, "{path} {body}: {answer}");
+            let status: Value = serde_json::from_str(&answer).unwrap();
+            let causes = status["details"]["causes"].as_array().cloned().unwrap_or_default();
+            assert!(
+                causes.iter().any(|c| c["field"] == field && c["message"].as_str().unwrap_or_default().contains(text)),
+                "{path}: no cause for {field} saying {text:?} in {answer}"
+            );
+            let (code, _) = raw(&client, "GET", &format!("{path}/bad"), "application/json", Vec::new()).await;
+            assert_eq!(code, 404, "{path}: a refused object is not stored");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_are_filled_in_and_a_pod_spec_may_change_only_where_upstream_allows() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    within(async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox:1.36"}]}})).unwrap();
+        let made = pods.create(&PostParams::default(), &p).await.unwrap();
+        let spec = made.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirst"));
+        assert_eq!(spec.termination_grace_period_seconds, Some(30));
+        assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("IfNotPresent"));
+        // The image may change; another field of the spec may not.
+        let image = json!({"spec": {"containers": [{"name": "a", "image": "busybox:2"}]}});
+        pods.patch("p", &PatchParams::default(), &Patch::Strategic(&image)).await.unwrap();
+        let policy = json!({"spec": {"restartPolicy": "Never"}});
+        match pods.patch("p", &PatchParams::default(), &Patch::Merge(&policy)).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422);
+                assert!(e.message.contains("pod updates may not change fields other than"), "{}", e.message);
+            }
+            other => panic!("expected 422, got {other:?}"),
+        }
+        let deploys: Api<Deployment> = Api::namespaced(client, "default");
+        let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "d"}},
+                     "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})).unwrap();
+        let d = deploys.create(&PostParams::default(), &d).await.unwrap().spec.unwrap();
+        assert_eq!(d.replicas, Some(1));
+        assert_eq!(d.revision_history_limit, Some(10));
+        assert_eq!(d.progress_deadline_seconds, Some(600));
+        let rolling = d.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(serde_json::to_value(rolling.max_surge).unwrap(), json!("25%"));
+        let moved = json!({"spec": {"selector": {"matchLabels": {"app": "e"}}, "template": {"metadata": {"labels": {"app": "e"}}}}});
+        match deploys.patch("d", &PatchParams::default(), &Patch::Merge(&moved)).await {
+            Err(kube::Error::Api(e)) => assert!(e.message.contains("field is immutable"), "{}", e.message),
+            other => panic!("expected 422, got {other:?}"),
+        }
+    })
+    .await;
+}

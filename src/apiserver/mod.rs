@@ -365,6 +365,7 @@ pub async fn bootstrap(
         let mut obj =
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         handlers::prepare_create(false, true, "Namespace", &mut obj);
+        admission::default("v1", "Namespace", &mut obj);
         let key = format!("/registry/namespaces/{ns}");
         match store.create(&key, objects::to_stored(&obj), None).await {
             Ok(_) => tracing::info!(namespace = ns, "Created namespace."),

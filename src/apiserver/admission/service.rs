@@ -84,6 +84,7 @@ fn cluster_ips_from_cluster_ip(spec: &mut Map<String, Value>) {
 /// Keeps what the server allocated when an update leaves it out: the cluster IPs and
 /// node ports of the stored object, as kube-apiserver's Service REST update does.
 pub(super) fn prepare_for_update(obj: &mut Value, old: &Value) {
+    drop_type_dependent_fields(obj, old);
     let Some(old_spec) = old.get("spec") else {
         return;
     };
@@ -159,5 +160,65 @@ pub(super) fn validate_update(obj: &Value, old: &Value, out: &mut Vec<Cause>) {
                 "may not change once set",
             ));
         }
+    }
+}
+
+/// Whether clients outside the cluster reach the Service (upstream's
+/// `ExternallyAccessible`).
+fn externally_accessible(spec: &Value) -> bool {
+    match str_of(spec, "type") {
+        "NodePort" | "LoadBalancer" => true,
+        "ClusterIP" | "" => spec["externalIPs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        _ => false,
+    }
+}
+
+/// A type change drops what the old type had and the new one cannot use, where the update
+/// left it as it was (upstream's `dropTypeDependentFields`): node ports, the health-check
+/// node port and the external traffic policy. Addresses are the allocator's.
+fn drop_type_dependent_fields(obj: &mut Value, old: &Value) {
+    let old_spec = &old["spec"];
+    let had_ports = matches!(str_of(old_spec, "type"), "NodePort" | "LoadBalancer");
+    let spec = &mut obj["spec"];
+    let has_ports = matches!(str_of(spec, "type"), "NodePort" | "LoadBalancer");
+    let node_ports = |s: &Value| -> Vec<Value> {
+        s["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["nodePort"].clone())
+            .collect()
+    };
+    if had_ports && !has_ports && node_ports(spec) == node_ports(old_spec) {
+        for port in spec["ports"].as_array_mut().into_iter().flatten() {
+            if let Some(map) = port.as_object_mut() {
+                map.remove("nodePort");
+            }
+        }
+    }
+    let Some(map) = spec.as_object_mut() else {
+        return;
+    };
+    if str_of(old_spec, "type") == "LoadBalancer"
+        && map.get("type").and_then(Value::as_str) != Some("LoadBalancer")
+    {
+        for field in [
+            "healthCheckNodePort",
+            "allocateLoadBalancerNodePorts",
+            "loadBalancerClass",
+        ] {
+            if map.get(field) == old_spec.get(field) {
+                map.remove(field);
+            }
+        }
+    }
+    let accessible = externally_accessible(&Value::Object(map.clone()));
+    if externally_accessible(old_spec)
+        && !accessible
+        && map.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy")
+    {
+        map.remove("externalTrafficPolicy");
     }
 }

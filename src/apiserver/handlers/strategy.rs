@@ -1,12 +1,14 @@
-//! Per-kind steps around a write, as kube-apiserver's registry strategies: what happens
-//! before an object is stored (addresses for Services) and what is given back after, for
-//! a write that did not happen or an object that is gone.
+//! Per-kind steps around a write, as kube-apiserver's registry strategies and admission:
+//! defaults and validation before an object is stored, addresses for Services, and what
+//! is given back after, for a write that did not happen or an object that is gone.
 
 use serde_json::Value;
 
 use super::Ctx;
+use crate::apiserver::admission;
 use crate::apiserver::services::{self, Reserved};
-use crate::apiserver::status::ApiResult;
+use crate::apiserver::status::{ApiError, ApiResult, Cause};
+use crate::k8s::meta::meta_str;
 
 /// What a write reserved before it was stored.
 #[derive(Debug, Default)]
@@ -16,6 +18,41 @@ pub struct Pending {
 
 fn is_service(ctx: &Ctx) -> bool {
     ctx.res.group.is_empty() && ctx.res.plural == "services"
+}
+
+fn refuse(ctx: &Ctx, obj: &Value, causes: Vec<Cause>) -> ApiResult<()> {
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        ctx.res.group,
+        ctx.res.kind,
+        meta_str(obj, "name"),
+        causes,
+    ))
+}
+
+/// Admission of a new object (its uid already set): kube-apiserver's defaults, what the
+/// kind's strategy fills in on create, then validation; 422 with a cause per problem.
+pub fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    let api_version = ctx.res.api_version();
+    admission::default(&api_version, ctx.res.kind, obj);
+    admission::prepare_for_create(&api_version, ctx.res.kind, obj);
+    let causes = admission::validate_create(&api_version, ctx.res.kind, obj);
+    refuse(ctx, obj, causes)
+}
+
+/// Admission of an update from `current` to `next`. Status writes are checked by the
+/// status rules only, which here means none.
+pub fn admit_update(ctx: &Ctx, current: &Value, next: &mut Value) -> ApiResult<()> {
+    let api_version = ctx.res.api_version();
+    admission::default(&api_version, ctx.res.kind, next);
+    if ctx.status_only() {
+        return Ok(());
+    }
+    admission::prepare_for_update(&api_version, ctx.res.kind, next, current);
+    let causes = admission::validate_update(&api_version, ctx.res.kind, next, current);
+    refuse(ctx, next, causes)
 }
 
 /// Steps before a create is stored. A dry run reserves nothing.

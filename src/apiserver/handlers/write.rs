@@ -221,6 +221,7 @@ pub async fn insert(
         ctx.res.kind,
         &mut obj,
     );
+    strategy::admit_create(ctx, &mut obj)?;
     if tracking == Tracking::Update {
         let manager = ctx.field_manager()?;
         let (api_version, time) = (ctx.res.api_version(), now_rfc3339());
@@ -327,6 +328,7 @@ pub async fn commit_update(
     tracking: Tracking,
 ) -> ApiResult<UpdateOutcome> {
     let mut next = merge_update(ctx, current, next);
+    strategy::admit_update(ctx, current, &mut next)?;
     if tracking == Tracking::Update {
         let manager = ctx.field_manager()?;
         let (api_version, time) = (ctx.res.api_version(), now_rfc3339());

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use super::{alloc, ServiceNetwork};
+use crate::apiserver::admission;
 use crate::apiserver::handlers::prepare_create;
 use crate::apiserver::objects::{from_stored, to_stored};
 use crate::store::{Backend, StoreError};
@@ -73,6 +74,11 @@ async fn ensure(
     match kv {
         None => {
             prepare_create(false, false, "", &mut want);
+            let (api_version, kind) = (
+                want["apiVersion"].as_str().unwrap_or_default().to_string(),
+                want["kind"].as_str().unwrap_or_default().to_string(),
+            );
+            admission::default(&api_version, &kind, &mut want);
             store.create(key, to_stored(&want), None).await?;
             tracing::info!(key, "Created the API server's own object.");
         }
