@@ -5,3 +5,4 @@ pub mod cidr;
 pub mod fields;
 pub mod labels;
 pub mod meta;
+pub mod quantity;
