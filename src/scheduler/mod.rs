@@ -14,6 +14,11 @@ pub mod resources;
 pub mod scores;
 pub mod snapshot;
 
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
 pub use decide::{schedule, schedule_with, Decision, FitError};
 pub use preemption::{preempt, Preemption};
 pub use snapshot::{NodeInfo, Snapshot};

@@ -16,6 +16,9 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
 
+#[cfg(test)]
+mod tests;
+
 /// How final a rejection is, as upstream's status codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {

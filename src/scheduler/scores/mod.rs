@@ -12,6 +12,9 @@ pub mod node_affinity;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
 
+#[cfg(test)]
+mod tests;
+
 /// The best score a plugin gives a node.
 pub const MAX_NODE_SCORE: i64 = 100;
 
