@@ -45,7 +45,12 @@ impl FitError {
     /// Counts one node's rejection.
     pub fn add(&mut self, reason: &filters::Reason) {
         for message in &reason.messages {
-            *self.reasons.entry(message.to_string()).or_default() += 1;
+            match self.reasons.get_mut(message.as_ref()) {
+                Some(count) => *count += 1,
+                None => {
+                    self.reasons.insert(message.to_string(), 1);
+                }
+            }
         }
     }
 
@@ -88,12 +93,26 @@ pub fn schedule(pod: &Pod, snapshot: &Snapshot, rng: &mut impl Rng) -> Decision 
     schedule_with(pod, snapshot, rng, pod_priority)
 }
 
-/// Decides where `pod` goes, with priorities given by `priority_of` (for preemption).
+/// Decides where `pod` goes, with priorities given by `priority_of` (for preemption),
+/// looking at every node.
 pub fn schedule_with(
     pod: &Pod,
     snapshot: &Snapshot,
     rng: &mut impl Rng,
     priority_of: impl Fn(&Pod) -> i32,
+) -> Decision {
+    schedule_sampled(pod, snapshot, rng, priority_of, &mut NodeSampling::all())
+}
+
+/// Decides where `pod` goes, stopping the search once `sampling` says enough feasible
+/// nodes were found, as kube-scheduler does on large clusters; the runtime keeps one
+/// `NodeSampling` across cycles so each starts where the last stopped.
+pub fn schedule_sampled(
+    pod: &Pod,
+    snapshot: &Snapshot,
+    rng: &mut impl Rng,
+    priority_of: impl Fn(&Pod) -> i32,
+    sampling: &mut NodeSampling,
 ) -> Decision {
     if snapshot.nodes().is_empty() {
         return Decision::Unschedulable(FitError::default());
@@ -103,13 +122,7 @@ pub fn schedule_with(
         num_all_nodes: snapshot.nodes().len(),
         ..FitError::default()
     };
-    let mut feasible: Vec<&NodeInfo> = Vec::new();
-    for node in snapshot.nodes() {
-        match filters::run_all(&cycle, node, snapshot) {
-            Ok(()) => feasible.push(node),
-            Err(reason) => fit_error.add(&reason),
-        }
-    }
+    let feasible = find_feasible(&cycle, snapshot, sampling, &mut fit_error);
     match feasible.len() {
         0 => {
             match preemption::evaluate(&cycle, snapshot, &priority_of) {
@@ -128,6 +141,75 @@ pub fn schedule_with(
                 node: feasible[best].name.clone(),
             }
         }
+    }
+}
+
+/// Runs the filters from `sampling.next_start` round the nodes until enough feasible
+/// nodes are found, counting every rejection into `fit_error`.
+fn find_feasible<'a>(
+    cycle: &CycleState,
+    snapshot: &'a Snapshot,
+    sampling: &mut NodeSampling,
+    fit_error: &mut FitError,
+) -> Vec<&'a NodeInfo> {
+    let nodes = snapshot.nodes();
+    let wanted = sampling.feasible_to_find(nodes.len());
+    let start = sampling.next_start % nodes.len();
+    let mut feasible = Vec::new();
+    let mut processed = 0;
+    for i in 0..nodes.len() {
+        let node = &nodes[(start + i) % nodes.len()];
+        processed += 1;
+        match filters::run_all(cycle, node, snapshot) {
+            Ok(()) => feasible.push(node),
+            Err(reason) => fit_error.add(&reason),
+        }
+        if feasible.len() >= wanted {
+            break;
+        }
+    }
+    sampling.next_start = (start + processed) % nodes.len();
+    feasible
+}
+
+/// How many nodes a cycle examines, as upstream's `percentageOfNodesToScore`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeSampling {
+    /// Percentage of nodes whose feasibility suffices: 0 for upstream's adaptive
+    /// default (50% minus 1% per 125 nodes, at least 5%), 100 for every node. Clusters
+    /// under 100 nodes are always searched in full.
+    pub percentage: u32,
+    /// Where the next cycle starts (upstream's `nextStartNodeIndex`).
+    pub next_start: usize,
+}
+
+impl NodeSampling {
+    /// Look at every node.
+    pub fn all() -> NodeSampling {
+        NodeSampling {
+            percentage: 100,
+            next_start: 0,
+        }
+    }
+
+    /// Upstream's default: adaptive.
+    pub fn adaptive() -> NodeSampling {
+        NodeSampling::default()
+    }
+
+    /// How many feasible nodes end the search among `num_nodes` (upstream's
+    /// `numFeasibleNodesToFind`).
+    pub fn feasible_to_find(&self, num_nodes: usize) -> usize {
+        const MIN_NODES: usize = 100;
+        const MIN_PERCENTAGE: usize = 5;
+        if num_nodes < MIN_NODES || self.percentage >= 100 {
+            return num_nodes;
+        }
+        let mut percentage = self.percentage as usize;
+        if percentage == 0 {
+            percentage = 50usize.saturating_sub(num_nodes / 125).max(MIN_PERCENTAGE);
+        }
+        (num_nodes * percentage / 100).max(MIN_NODES)
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{schedule, schedule_with, Decision, FitError};
+pub use decide::{schedule, schedule_sampled, schedule_with, Decision, FitError, NodeSampling};
 pub use preemption::{preempt, Preemption};
 pub use snapshot::{NodeInfo, Snapshot};
 

@@ -33,7 +33,7 @@ pub struct NodeInfo {
     /// Host ports their containers bind.
     pub used_ports: Vec<HostPort>,
     /// Sizes of the images on the node (`status.images`), by every name they carry.
-    pub image_sizes: HashMap<String, i64>,
+    pub image_sizes: Arc<HashMap<String, i64>>,
     /// How many of its pods have any pod (anti-)affinity term.
     pub pods_with_affinity: usize,
     /// How many of its pods have a required pod anti-affinity term.
@@ -57,7 +57,7 @@ impl NodeInfo {
                 .map(Resources::from_list)
                 .unwrap_or_default(),
             allowed_pods: allowed_pods(allocatable_list),
-            image_sizes,
+            image_sizes: Arc::new(image_sizes),
             pods: Vec::new(),
             requested: Resources::default(),
             non_zero_milli_cpu: 0,

@@ -377,3 +377,75 @@ fn placement_loop_never_overcommits_a_node() {
         assert!(n.pods.len() as i64 <= n.allowed_pods, "{}", n.name);
     }
 }
+
+#[test]
+fn node_sampling_finds_as_many_feasible_nodes_as_upstream() {
+    let adaptive = NodeSampling::adaptive();
+    assert_eq!(adaptive.feasible_to_find(50), 50);
+    assert_eq!(adaptive.feasible_to_find(1000), 420);
+    assert_eq!(adaptive.feasible_to_find(5000), 500);
+    assert_eq!(adaptive.feasible_to_find(10_000), 500);
+    assert_eq!(adaptive.feasible_to_find(1500), 570);
+    assert_eq!(NodeSampling::all().feasible_to_find(5000), 5000);
+}
+
+#[test]
+fn sampled_cycles_resume_where_the_last_one_stopped() {
+    let nodes = (0..1000).map(|i| node(&format!("n{i:04}")));
+    let s = snapshot(nodes.collect(), vec![]);
+    let mut sampling = NodeSampling {
+        percentage: 10,
+        next_start: 0,
+    };
+    let d = schedule_sampled(
+        &pod("p").build(),
+        &s,
+        &mut rng(),
+        pod_priority,
+        &mut sampling,
+    );
+    assert_eq!(sampling.next_start, 100);
+    let first: usize = bound_to(&d)[1..].parse().expect("index");
+    assert!(first < 100, "{first}");
+    schedule_sampled(
+        &pod("q").build(),
+        &s,
+        &mut rng(),
+        pod_priority,
+        &mut sampling,
+    );
+    assert_eq!(sampling.next_start, 200);
+}
+
+/// A rough throughput figure: `cargo test --lib scheduler -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_over_five_thousand_nodes() {
+    let nodes = (0..5000).map(|i| {
+        node(&format!("n{i}"))
+            .cpu("16")
+            .memory("64Gi")
+            .label("topology.kubernetes.io/zone", ["a", "b", "c"][i % 3])
+    });
+    let mut s = snapshot(nodes.collect(), vec![]);
+    let mut r = rng();
+    let mut sampling = NodeSampling::adaptive();
+    let started = std::time::Instant::now();
+    for i in 0..2000 {
+        let p = pod(&format!("p{i}"))
+            .cpu("100m")
+            .memory("128Mi")
+            .label("app", "web")
+            .build();
+        if let Decision::Bind { node } =
+            schedule_sampled(&p, &s, &mut r, pod_priority, &mut sampling)
+        {
+            s.assume(&p, &node);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "2000 pods over 5000 nodes: {secs:.2}s, {:.0} pods/s",
+        2000.0 / secs
+    );
+}

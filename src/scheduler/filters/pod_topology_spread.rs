@@ -109,6 +109,9 @@ pub struct SpreadCounts {
     pub constraints: Vec<Constraint>,
     /// Per constraint, matching pods per topology value (every eligible domain present).
     pub counts: Vec<HashMap<String, i64>>,
+    /// Per constraint, the global minimum the skew is measured from (upstream's
+    /// critical paths), kept current so the filter reads it in O(1).
+    pub mins: Vec<i64>,
 }
 
 impl SpreadCounts {
@@ -136,10 +139,13 @@ impl SpreadCounts {
                 *per_value.entry(value).or_insert(0) += n;
             }
         }
-        SpreadCounts {
+        let mut state = SpreadCounts {
             constraints,
             counts,
-        }
+            mins: Vec::new(),
+        };
+        state.refresh_mins();
+        state
     }
 
     /// Adds (`delta` 1) or removes (-1) `existing` on `node`.
@@ -154,6 +160,13 @@ impl SpreadCounts {
                 }
             }
         }
+        self.refresh_mins();
+    }
+
+    fn refresh_mins(&mut self) {
+        self.mins = (0..self.constraints.len())
+            .map(|i| self.min_count(i))
+            .collect();
     }
 
     /// The smallest count over the domains of constraint `i`, or 0 when there are fewer
@@ -181,7 +194,7 @@ pub fn filter(cycle: &CycleState, node: &NodeInfo, _: &Snapshot) -> Result<(), R
                 .is_some_and(|s| s.matches(cycle.pod.labels())),
         );
         let here = spread.counts[i].get(value).copied().unwrap_or(0);
-        if here + self_match - spread.min_count(i) > c.max_skew {
+        if here + self_match - spread.mins[i] > c.max_skew {
             return Err(Reason::unschedulable(REASON));
         }
     }

@@ -14,11 +14,13 @@ use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 /// upstream's default `hardPodAffinityWeight`.
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
-type Domains = HashMap<(String, String), i64>;
+/// Scores by topology key, then value, so a node is scored in O(keys).
+type Domains = HashMap<String, HashMap<String, i64>>;
 
 fn add(domains: &mut Domains, key: &str, node: &NodeInfo, weight: i64) {
     if let Some(value) = node.labels().get(key) {
-        *domains.entry((key.to_string(), value.clone())).or_default() += weight;
+        let values = domains.entry(key.to_string()).or_default();
+        *values.entry(value.clone()).or_default() += weight;
     }
 }
 
@@ -88,8 +90,7 @@ pub fn scores(cycle: &CycleState, feasible: &[&NodeInfo], snapshot: &Snapshot) -
             let labels = n.labels();
             domains
                 .iter()
-                .filter(|((k, v), _)| labels.get(k) == Some(v))
-                .map(|(_, s)| *s)
+                .filter_map(|(k, values)| values.get(labels.get(k)?))
                 .sum()
         })
         .collect();
