@@ -1,7 +1,25 @@
 //! The scheduler's decisions, pure: which node a pod goes to, or why none fits, and
 //! which pods to preempt, made as kube-scheduler's default profile makes them and
 //! explained in its words. No API access and no async here; the runtime feeds a
-//! [`Snapshot`] from its reflectors and applies the [`Decision`].
+//! [`Snapshot`] from its reflectors, records its bindings with [`Snapshot::assume`],
+//! and applies the [`Decision`].
+//!
+//! Where this knowingly differs from kube-scheduler:
+//! - Volumes are not considered (no VolumeBinding, VolumeRestrictions, VolumeZone,
+//!   NodeVolumeLimits), nor dynamic resources, pod-level resources or in-place resize.
+//! - Pod (anti-)affinity `namespaceSelector`: an empty one (`{}`) selects every
+//!   namespace; a non-empty one selects none (namespace labels are not in the snapshot),
+//!   so only the listed `namespaces` count. `mismatchLabelKeys` are ignored.
+//! - PodTopologySpread has no system default constraints (they need the owning
+//!   Services and ReplicaSets); pods without constraints are not spread by it.
+//! - Pods nominated to a node by an earlier preemption are not counted there, and the
+//!   "terminating pod on the nominated node" eligibility rule is not applied.
+//! - Preemption ignores PodDisruptionBudgets and dry-runs every node rather than a
+//!   sample from a random offset (see [`preemption`]).
+//! - Node sampling is opt-in ([`schedule_sampled`]); [`schedule`] examines every node.
+//! - Invalid selectors select nothing (upstream fails the cycle with an error).
+//! - No nodes gives upstream's `no nodes available to schedule pods` as a [`FitError`]
+//!   with zero nodes, without attempting preemption, as upstream.
 
 use k8s_openapi::api::core::v1::Pod;
 

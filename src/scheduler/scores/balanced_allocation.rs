@@ -1,6 +1,7 @@
 //! NodeResourcesBalancedAllocation: prefers nodes whose cpu and memory would be used in
 //! equal shares, `(1 - |cpu share - memory share| / 2) * 100`, counting actual
-//! requests (no defaults), as upstream.
+//! requests (no defaults), as upstream. Pods requesting neither are not scored (all
+//! 0), as upstream since 1.33, so best-effort pods do not pile onto one node.
 
 use super::MAX_NODE_SCORE;
 use crate::scheduler::cycle::CycleState;
@@ -9,19 +10,19 @@ use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 /// Scores every feasible node (no normalization upstream).
 pub fn scores(cycle: &CycleState, feasible: &[&NodeInfo], _: &Snapshot) -> Vec<i64> {
     let pod = &cycle.pod.requests.requests;
+    if pod.milli_cpu == 0 && pod.memory == 0 {
+        return vec![0; feasible.len()];
+    }
     feasible
         .iter()
         .map(|n| {
-            let shares = [
-                share(
-                    n.requested.milli_cpu + pod.milli_cpu,
-                    n.allocatable.milli_cpu,
-                ),
-                share(n.requested.memory + pod.memory, n.allocatable.memory),
-            ];
-            let present: Vec<f64> = shares.into_iter().flatten().collect();
-            let std = match present.as_slice() {
-                [a, b] => ((a - b) / 2.0).abs(),
+            let cpu = share(
+                n.requested.milli_cpu + pod.milli_cpu,
+                n.allocatable.milli_cpu,
+            );
+            let memory = share(n.requested.memory + pod.memory, n.allocatable.memory);
+            let std = match (cpu, memory) {
+                (Some(a), Some(b)) => ((a - b) / 2.0).abs(),
                 _ => 0.0,
             };
             ((1.0 - std) * MAX_NODE_SCORE as f64) as i64

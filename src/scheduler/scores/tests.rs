@@ -55,6 +55,16 @@ fn balanced_allocation_prefers_equal_cpu_and_memory_shares() {
 }
 
 #[test]
+fn balanced_allocation_skips_best_effort_pods() {
+    let nodes = vec![node("n1"), node("n2")];
+    let pods = vec![pod("a").cpu("1").on_node("n2")];
+    assert_eq!(
+        run(balanced_allocation::scores, pod("p"), nodes, pods),
+        [0, 0]
+    );
+}
+
+#[test]
 fn node_affinity_score_scales_matching_weights_to_100() {
     let nodes = vec![
         node("n1").label("disk", "ssd").label("zone", "a"),
