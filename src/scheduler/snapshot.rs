@@ -146,12 +146,7 @@ impl Snapshot {
     {
         let mut s = Snapshot::default();
         for node in nodes {
-            let info = NodeInfo::new(node.into());
-            for name in info.image_sizes.keys() {
-                *s.image_node_counts.entry(name.clone()).or_default() += 1;
-            }
-            s.by_name.insert(info.name.clone(), s.nodes.len());
-            s.nodes.push(info);
+            s.set_node(node);
         }
         for pod in pods {
             s.add_pod(pod);
@@ -180,6 +175,57 @@ impl Snapshot {
         self.pod_nodes
             .get(&key)
             .map(|&i| self.nodes[i].name.as_str())
+    }
+
+    /// Adds a node, or replaces its object (labels, taints, allocatable, images)
+    /// keeping the pods counted on it.
+    pub fn set_node(&mut self, node: impl Into<Arc<Node>>) {
+        let info = NodeInfo::new(node.into());
+        self.count_images(&info, 1);
+        match self.by_name.get(&info.name) {
+            Some(&i) => {
+                let previous = std::mem::replace(&mut self.nodes[i], info);
+                self.count_images(&previous, -1);
+                for pod in previous.pods {
+                    self.nodes[i].add_pod(pod);
+                }
+            }
+            None => {
+                self.by_name.insert(info.name.clone(), self.nodes.len());
+                self.nodes.push(info);
+            }
+        }
+    }
+
+    /// Removes a node; the pods counted on it stop counting.
+    pub fn remove_node(&mut self, name: &str) -> bool {
+        let Some(i) = self.by_name.remove(name) else {
+            return false;
+        };
+        let removed = self.nodes.swap_remove(i);
+        self.count_images(&removed, -1);
+        for pod in &removed.pods {
+            self.pod_nodes
+                .remove(&(pod.namespace.clone(), pod.name.clone()));
+        }
+        if let Some(moved) = self.nodes.get(i) {
+            self.by_name.insert(moved.name.clone(), i);
+            for pod in &moved.pods {
+                self.pod_nodes
+                    .insert((pod.namespace.clone(), pod.name.clone()), i);
+            }
+        }
+        true
+    }
+
+    fn count_images(&mut self, info: &NodeInfo, delta: isize) {
+        for name in info.image_sizes.keys() {
+            let count = self.image_node_counts.entry(name.clone()).or_default();
+            *count = count.saturating_add_signed(delta);
+            if *count == 0 {
+                self.image_node_counts.remove(name);
+            }
+        }
     }
 
     /// Counts a pod from the watch on its node (as [`Snapshot::new`] does); a pod

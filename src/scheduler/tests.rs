@@ -117,6 +117,50 @@ fn assume_counts_the_pod_and_forget_undoes_it() {
 }
 
 #[test]
+fn node_updates_keep_pods_and_removal_drops_them() {
+    let mut s = snapshot(
+        vec![node("n1").image("nginx:1", 10), node("n2"), node("n3")],
+        vec![
+            pod("a").cpu("1").on_node("n1"),
+            pod("c").cpu("1").on_node("n3"),
+        ],
+    );
+    s.set_node(node("n1").cpu("8").label("zone", "a"));
+    let n1 = s.node("n1").expect("n1");
+    assert_eq!(
+        (
+            n1.pods.len(),
+            n1.allocatable.milli_cpu,
+            n1.requested.milli_cpu
+        ),
+        (1, 8000, 1000)
+    );
+    assert_eq!(s.image_node_count("nginx:1"), 0);
+    assert!(s.remove_node("n1"));
+    assert_eq!(s.node_of("default", "a"), None);
+    assert_eq!(s.node_of("default", "c"), Some("n3"));
+    assert!(s.remove_pod("default", "c"));
+    assert_eq!(s.node("n3").map(|n| n.pods.len()), Some(0));
+}
+
+#[test]
+fn preemption_removes_a_lower_priority_pod_whose_anti_affinity_blocks() {
+    let s = snapshot(
+        vec![node("n1")],
+        vec![pod("loner")
+            .priority(1)
+            .anti_affinity("kubernetes.io/hostname", &[("app", "web")])
+            .on_node("n1")],
+    );
+    let p = pod("web").label("app", "web").priority(10).build();
+    let found = preempt(&p, &s, pod_priority).expect("room");
+    assert_eq!(
+        found.victims,
+        [("default".to_string(), "loner".to_string())]
+    );
+}
+
+#[test]
 fn only_pending_default_scheduler_pods_are_candidates() {
     assert!(is_schedulable_candidate(&pod("p").build()));
     let other = pod("p").set("/spec/schedulerName", json!("custom"));
