@@ -229,7 +229,9 @@ impl Snapshot {
     }
 
     /// Counts a pod from the watch on its node (as [`Snapshot::new`] does); a pod
-    /// already counted is replaced. Returns whether it now counts.
+    /// already counted is replaced. Returns whether it now counts: a pod bound to a
+    /// node the snapshot does not have yet is not kept (upstream keeps it aside), so
+    /// the runtime adds nodes before their pods.
     pub fn add_pod(&mut self, pod: impl Into<Arc<Pod>>) -> bool {
         let pod = pod.into();
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");

@@ -1,9 +1,7 @@
 //! NodeUnschedulable: a cordoned node (`spec.unschedulable`) takes only pods that
 //! tolerate the `node.kubernetes.io/unschedulable:NoSchedule` taint.
 
-use k8s_openapi::api::core::v1::Taint;
-
-use super::taint_toleration::tolerates;
+use super::taint_toleration::tolerates_parts;
 use super::{CycleState, Reason};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 
@@ -21,12 +19,12 @@ pub fn filter(cycle: &CycleState, node: &NodeInfo, _: &Snapshot) -> Result<(), R
     if !cordoned {
         return Ok(());
     }
-    let taint = Taint {
-        key: "node.kubernetes.io/unschedulable".to_string(),
-        effect: "NoSchedule".to_string(),
-        ..Taint::default()
-    };
-    if cycle.pod.tolerations().iter().any(|t| tolerates(t, &taint)) {
+    let tolerated = cycle
+        .pod
+        .tolerations()
+        .iter()
+        .any(|t| tolerates_parts(t, "node.kubernetes.io/unschedulable", "", "NoSchedule"));
+    if tolerated {
         return Ok(());
     }
     Err(Reason::unresolvable(REASON))

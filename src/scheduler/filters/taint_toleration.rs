@@ -10,18 +10,26 @@ use crate::scheduler::snapshot::{NodeInfo, Snapshot};
 /// effect matches every effect, an empty key (with `Exists`) every key; `Equal` (the
 /// default) needs equal values, `Exists` ignores them.
 pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
+    tolerates_parts(
+        toleration,
+        &taint.key,
+        taint.value.as_deref().unwrap_or(""),
+        &taint.effect,
+    )
+}
+
+/// [`tolerates`] for a taint given by its parts, so callers need not build one.
+pub fn tolerates_parts(toleration: &Toleration, key: &str, value: &str, effect: &str) -> bool {
+    let own_effect = toleration.effect.as_deref().unwrap_or("");
+    if !own_effect.is_empty() && own_effect != effect {
         return false;
     }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
+    let own_key = toleration.key.as_deref().unwrap_or("");
+    if !own_key.is_empty() && own_key != key {
         return false;
     }
     match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
+        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == value,
         "Exists" => true,
         _ => false,
     }
