@@ -1,6 +1,7 @@
-//! One scheduling cycle: filter every node, score the feasible ones, pick the best
-//! (ties at random, as upstream's reservoir sampling), or explain in upstream's words
-//! why no node fits, attempting preemption as the default profile's PostFilter does.
+//! One scheduling cycle: filter the nodes (all of them, or upstream's sample), score
+//! the feasible ones, pick the best (ties at random, as upstream's reservoir
+//! sampling), or explain in upstream's words why no node fits, attempting preemption
+//! as the default profile's PostFilter does.
 
 use std::collections::BTreeMap;
 use std::fmt;
