@@ -1,6 +1,7 @@
-//! One scheduling cycle: filter every node, score the feasible ones, pick the best
-//! (ties at random, as upstream's reservoir sampling), or explain in upstream's words
-//! why no node fits, attempting preemption as the default profile's PostFilter does.
+//! One scheduling cycle: filter the nodes (all of them, or upstream's sample), score
+//! the feasible ones, pick the best (ties at random, as upstream's reservoir
+//! sampling), or explain in upstream's words why no node fits, attempting preemption
+//! as the default profile's PostFilter does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,8 +69,9 @@ impl FitError {
 
 impl fmt::Display for FitError {
     /// `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) …. preemption: …`, with
-    /// upstream's separators (which double the final period after a preemption
-    /// message); `no nodes available to schedule pods` when there are no nodes.
+    /// upstream's separators since 1.30 (earlier releases doubled the final period
+    /// after the preemption part); `no nodes available to schedule pods` when there
+    /// are no nodes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.num_all_nodes == 0 {
             return f.write_str("no nodes available to schedule pods");
@@ -80,7 +82,7 @@ impl fmt::Display for FitError {
             write!(f, " {}.", lines.join(", "))?;
         }
         if let Some(post) = self.post_filter_message.as_deref() {
-            write!(f, " {post}.")?;
+            write!(f, " {post}")?;
         }
         Ok(())
     }

@@ -9,7 +9,9 @@
 //!   NodeVolumeLimits), nor dynamic resources, pod-level resources or in-place resize.
 //! - Pod (anti-)affinity `namespaceSelector`: an empty one (`{}`) selects every
 //!   namespace; a non-empty one selects none (namespace labels are not in the snapshot),
-//!   so only the listed `namespaces` count. `mismatchLabelKeys` are ignored.
+//!   so only the listed `namespaces` count. `matchLabelKeys`/`mismatchLabelKeys` of
+//!   affinity terms are not merged here (upstream's API server merges them into the
+//!   selector on create).
 //! - PodTopologySpread has no system default constraints (they need the owning
 //!   Services and ReplicaSets); pods without constraints are not spread by it.
 //! - Pods nominated to a node by an earlier preemption are not counted there, and the

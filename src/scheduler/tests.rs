@@ -237,7 +237,7 @@ fn unschedulable_message_matches_upstream_word_for_word() {
         e.to_string(),
         "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node \
          affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims \
-         found for incoming pod, 2 Preemption is not helpful for scheduling.."
+         found for incoming pod, 2 Preemption is not helpful for scheduling."
     );
     assert_eq!(e.preemption, None);
 }
@@ -252,7 +252,7 @@ fn unschedulable_message_for_untolerated_taints_and_never_preempting_pods() {
     assert_eq!(
         e.to_string(),
         "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. \
-         preemption: not eligible due to preemptionPolicy=Never.."
+         preemption: not eligible due to preemptionPolicy=Never."
     );
 }
 
@@ -331,7 +331,7 @@ fn preemption_never_evicts_equal_or_higher_priority() {
     let e = fit_error(schedule(&p, &s, &mut rng()));
     assert!(
         e.to_string()
-            .ends_with("1 No preemption victims found for incoming pod.."),
+            .ends_with("1 No preemption victims found for incoming pod."),
         "{e}"
     );
 }

@@ -99,8 +99,10 @@ pub fn scores(cycle: &CycleState, feasible: &[&NodeInfo], snapshot: &Snapshot) -
     let diff = max - min;
     raw.into_iter()
         .map(|s| {
+            // Upstream divides in floating point before scaling; so do we, to truncate
+            // the same way.
             if diff > 0 {
-                MAX_NODE_SCORE * (s - min) / diff
+                (MAX_NODE_SCORE as f64 * ((s - min) as f64 / diff as f64)) as i64
             } else {
                 0
             }

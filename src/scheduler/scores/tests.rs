@@ -228,3 +228,24 @@ fn weighted_total_lets_a_soft_taint_outweigh_free_capacity() {
     let totals = total(&c, &all, &s);
     assert!(totals[1] > totals[0], "{totals:?}");
 }
+
+#[test]
+fn inter_pod_affinity_normalization_truncates_like_upstreams_floats() {
+    let nodes = vec![
+        node("n1").label("zone", "a"),
+        node("n2").label("zone", "b"),
+        node("n3").label("zone", "c"),
+    ];
+    let pods = vec![
+        pod("x").label("app", "x").on_node("n1"),
+        pod("y").label("app", "y").on_node("n2"),
+    ];
+    let p = pod("p")
+        .preferred_affinity(29, "zone", &[("app", "x")])
+        .preferred_affinity(100, "zone", &[("app", "y")]);
+    // 100 * (29 / 100) is 28.999… in floating point, so upstream gives 28, not 29.
+    assert_eq!(
+        run(inter_pod_affinity::scores, p, nodes, pods),
+        [28, 100, 0]
+    );
+}
