@@ -422,5 +422,25 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}})).unwrap();
         let made = cms.create(&Default::default(), &cm).await.unwrap();
         assert!(made.metadata.uid.is_some());
+        // Watches stream through it too.
+        use futures::StreamExt;
+        let mut events = kube::runtime::watcher::watcher(cms, Default::default()).boxed();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .expect("the watcher answers");
+        assert!(
+            matches!(first, Some(Ok(kube::runtime::watcher::Event::Init))),
+            "{first:?}"
+        );
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+            .await
+            .expect("the watcher lists");
+        assert!(
+            matches!(
+                second,
+                Some(Ok(kube::runtime::watcher::Event::InitApply(_)))
+            ),
+            "{second:?}"
+        );
     }
 }

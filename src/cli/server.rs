@@ -12,13 +12,16 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::apiserver::auth::TokenFile;
+use crate::apiserver::auth::User;
 use crate::apiserver::services::kubernetes::Advertised;
 use crate::apiserver::services::{repair, ServiceNetwork};
 use crate::apiserver::{self, ApiServer, ApiServerConfig};
 use crate::k8s::cidr::Ipv4Cidr;
 use crate::pki;
+use crate::scheduler::run::Scheduler;
 use crate::store::compactor::{Compactor, CompactorConfig};
 use crate::store::{self, Backend, Endpoint, StoreConfig, TlsFiles};
 
@@ -106,6 +109,10 @@ pub struct ServerArgs {
     /// --node-ip, else --bind-address, else the address of the default route).
     #[arg(long, env = "SKIFF_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<IpAddr>,
+
+    /// Run without the scheduler (pods stay Pending unless something else binds them).
+    #[arg(long, env = "SKIFF_DISABLE_SCHEDULER")]
+    pub disable_scheduler: bool,
 
     /// Run without the embedded agent (this build has none yet, so it is always off).
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
@@ -205,6 +212,14 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     tracing::info!(address = %advertised.address, port = advertised.port, "Advertising the API server.");
 
     let mut tasks = JoinSet::new();
+    if !args.disable_scheduler {
+        let scheduler = Scheduler::new(api.client(User::component("kube-scheduler")));
+        let token = shutdown.clone();
+        tasks.spawn(
+            async move { scheduler.run(token).await.context("scheduler") }
+                .instrument(tracing::info_span!("scheduler")),
+        );
+    }
     let token = shutdown.clone();
     tasks.spawn(async move { api.run(token).await.context("API server") });
     let compactor = Compactor::new(

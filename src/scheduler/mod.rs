@@ -30,7 +30,9 @@ pub mod decide;
 pub mod filters;
 pub mod podinfo;
 pub mod preemption;
+pub mod queue;
 pub mod resources;
+pub mod run;
 pub mod scores;
 pub mod snapshot;
 

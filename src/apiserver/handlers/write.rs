@@ -154,11 +154,16 @@ pub fn prepare_create(ctx_generation: bool, has_status: bool, kind: &str, obj: &
             meta.remove("generation");
         }
     }
-    // Status is the system's to write, through the status subresource.
-    if has_status {
+    // Status is the system's to write, through the status subresource; a kubelet
+    // registers its Node with the status in one create, and a new pod starts Pending.
+    if has_status && kind != "Node" {
         if let Some(map) = obj.as_object_mut() {
             map.remove("status");
         }
+    }
+    if kind == "Pod" {
+        let qos = crate::k8s::pods::qos_class(obj);
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
     if kind == "Namespace" {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
