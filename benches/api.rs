@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,55 +37,6 @@ const QUICK: Sizes = Sizes {
     pods: 1000,
     watch_events: 20,
 };
-
-struct ServerProcess {
-    child: Child,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path) -> ServerProcess {
-    let data = dir.to_str().expect("a UTF-8 path");
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "server",
-            "--disable-agent",
-            "--https-listen-port",
-            "0",
-            "--data-dir",
-            data,
-        ])
-        .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start skiff server");
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.expect("read the log").contains("Server is running") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    ServerProcess { child }
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn configmap(name: String) -> ConfigMap {
     serde_json::from_value(
@@ -228,7 +177,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick { &QUICK } else { &FULL };
     let dir = bench_dir();
-    let server = start_server(&dir.join("server"));
+    let server = common::start_server(&dir.join("server"), &["--disable-scheduler"]);
     let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -236,7 +185,7 @@ fn main() {
         .expect("runtime");
     let rows = runtime.block_on(async {
         std::thread::sleep(Duration::from_secs(1));
-        let idle = rss_mb(pid);
+        let idle = common::rss_mb(pid);
         let kubeconfig =
             Kubeconfig::read_from(dir.join("server").join("kubeconfig.yaml")).expect("kubeconfig");
         let config =
@@ -252,12 +201,12 @@ fn main() {
         eprintln!("bench: storing {} pods", sizes.pods);
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         creates(&pods, CLIENTS, sizes.pods / CLIENTS + 1, "pod", pod).await;
-        let stored = rss_mb(pid);
+        let stored = common::rss_mb(pid);
         eprintln!("bench: listing pods");
         let list_any = list_ms(&client, "?resourceVersion=0").await;
-        let cached = rss_mb(pid);
+        let cached = common::rss_mb(pid);
         let list_consistent = list_ms(&client, "").await;
-        let loaded = rss_mb(pid);
+        let loaded = common::rss_mb(pid);
         eprintln!("bench: watch latency, {WATCHERS} watchers");
         let watch = watch_p99(&client, sizes.watch_events).await;
         eprintln!("bench: the datastore alone, for comparison");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh [store|api] [--quick]
+# Benchmarks. Usage: scripts/bench.sh [store|api|scheduler] [--quick]
 # Prints a table; keep the latest one, the command and the machine in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +10,6 @@ what=${1:-store}
 case "$what" in
   store) cargo bench --quiet --bench store -- "$@" ;;
   api) cargo bench --quiet --bench api -- "$@" ;;
-  *) echo "bench: unknown benchmark '$what' (known: store, api)" >&2; exit 2 ;;
+  scheduler) cargo bench --quiet --bench scheduler -- "$@" ;;
+  *) echo "bench: unknown benchmark '$what' (known: store, api, scheduler)" >&2; exit 2 ;;
 esac

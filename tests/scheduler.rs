@@ -103,7 +103,7 @@ async fn a_burst_of_pods_never_overcommits_a_node() {
         let c = Cluster::start();
         let client = c.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
-        for i in 0..10 {
+        for i in 0..100 {
             nodes
                 .create(
                     &PostParams::default(),
@@ -113,8 +113,8 @@ async fn a_burst_of_pods_never_overcommits_a_node() {
                 .unwrap();
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        // 10 nodes × 4 slots of 250m = 40 pods fit; 50 are sent.
-        let creates = (0..50).map(|i| {
+        // 100 nodes × 4 slots of 250m = 400 pods fit; 500 are sent.
+        let creates = (0..500).map(|i| {
             let pods = pods.clone();
             async move {
                 pods.create(&PostParams::default(), &pod(&format!("p{i}"), "250m", None))
@@ -123,13 +123,13 @@ async fn a_burst_of_pods_never_overcommits_a_node() {
             }
         });
         futures::future::join_all(creates).await;
-        eventually("40 pods are bound", || async {
+        eventually("400 pods are bound", || async {
             let list = pods.list(&ListParams::default()).await.unwrap();
             list.items
                 .iter()
                 .filter(|p| p.spec.as_ref().unwrap().node_name.is_some())
                 .count()
-                == 40
+                == 400
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -140,8 +140,83 @@ async fn a_burst_of_pods_never_overcommits_a_node() {
                 *per_node.entry(n.clone()).or_insert(0) += 1;
             }
         }
-        assert_eq!(per_node.values().sum::<i32>(), 40, "{per_node:?}");
+        assert_eq!(per_node.values().sum::<i32>(), 400, "{per_node:?}");
         assert!(per_node.values().all(|n| *n == 4), "{per_node:?}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_pod_preempts_a_lower_one() {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        let classes: Api<PriorityClass> = Api::all(client.clone());
+        let high: PriorityClass =
+            serde_json::from_value(json!({"metadata": {"name": "high"}, "value": 1000})).unwrap();
+        classes.create(&PostParams::default(), &high).await.unwrap();
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .create(&PostParams::default(), &node("n1", "1", json!({})))
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        pods.create(&PostParams::default(), &pod("low", "800m", None))
+            .await
+            .unwrap();
+        eventually("low is bound", || async {
+            node_of(&pods, "low").await.is_some()
+        })
+        .await;
+        let mut urgent = pod("urgent", "800m", None);
+        urgent.spec.as_mut().unwrap().priority_class_name = Some("high".into());
+        let made = pods.create(&PostParams::default(), &urgent).await.unwrap();
+        assert_eq!(
+            made.spec.unwrap().priority,
+            Some(1000),
+            "the class gives the priority"
+        );
+        eventually("the node is nominated and the victim goes", || async {
+            let nominated = pods
+                .get("urgent")
+                .await
+                .ok()
+                .and_then(|p| p.status?.nominated_node_name);
+            let victim = pods
+                .get("low")
+                .await
+                .ok()
+                .and_then(|p| p.metadata.deletion_timestamp);
+            nominated.as_deref() == Some("n1") && victim.is_some()
+        })
+        .await;
+        // No kubelet here: finish the victim's graceful deletion as one would.
+        pods.delete(
+            "low",
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        eventually("urgent is bound", || async {
+            node_of(&pods, "urgent").await.as_deref() == Some("n1")
+        })
+        .await;
+        let mut missing = pod("lost", "100m", None);
+        missing.spec.as_mut().unwrap().priority_class_name = Some("nope".into());
+        match pods.create(&PostParams::default(), &missing).await {
+            Err(kube::Error::Api(e)) => assert!(
+                e.message
+                    .contains("no PriorityClass with name nope was found"),
+                "{}",
+                e.message
+            ),
+            other => panic!("expected 403, got {other:?}"),
+        }
     })
     .await
     .unwrap();

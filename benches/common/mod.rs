@@ -1,6 +1,11 @@
-//! What the benchmarks share: running many clients at once, percentiles, the machine.
+//! What the benchmarks share: a server process, running many clients at once,
+//! percentiles, memory, the machine.
+#![allow(dead_code)]
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `op(client, i)` `per_client` times from each of `clients` tasks at once; returns
@@ -56,4 +61,59 @@ pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
+}
+
+/// A `skiff server` started for a benchmark, killed when dropped.
+pub struct ServerProcess {
+    /// The process.
+    pub child: Child,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release `skiff server` on a free port with its data in `dir` and `extra`
+/// flags, and waits until it serves.
+pub fn start_server(dir: &Path, extra: &[&str]) -> ServerProcess {
+    let data = dir.to_str().expect("a UTF-8 path");
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--disable-agent",
+            "--https-listen-port",
+            "0",
+            "--data-dir",
+            data,
+        ])
+        .args(extra)
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start skiff server");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("read the log").contains("Server is running") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    ServerProcess { child }
+}
+
+/// The resident memory of a process, in MB.
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

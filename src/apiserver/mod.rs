@@ -373,6 +373,31 @@ pub async fn bootstrap(
             Err(e) => return Err(e),
         }
     }
+    for (name, value, what) in [
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "must run in the cluster, but can be moved to another node if necessary.",
+        ),
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "must not be moved from their current node.",
+        ),
+    ] {
+        let mut class = serde_json::json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value,
+            "description": format!("Used for system critical pods that {what}"),
+            "preemptionPolicy": "PreemptLowerPriority",
+        });
+        handlers::prepare_create(false, false, "PriorityClass", &mut class);
+        let key = format!("/registry/priorityclasses/{name}");
+        match store.create(&key, objects::to_stored(&class), None).await {
+            Ok(_) | Err(crate::store::StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     services::kubernetes::reconcile(store, net, api).await?;
     services::repair::repair_once(store, net).await?;
     Ok(())

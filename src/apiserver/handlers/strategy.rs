@@ -2,13 +2,15 @@
 //! defaults and validation before an object is stored, addresses for Services, and what
 //! is given back after, for a write that did not happen or an object that is gone.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::apiserver::admission;
+use crate::apiserver::objects::from_stored;
 use crate::apiserver::services::{self, Reserved};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 use crate::k8s::meta::meta_str;
+use crate::store::ListRequest;
 
 /// What a write reserved before it was stored.
 #[derive(Debug, Default)]
@@ -40,6 +42,65 @@ pub fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     admission::prepare_for_create(&api_version, ctx.res.kind, obj);
     let causes = admission::validate_create(&api_version, ctx.res.kind, obj);
     refuse(ctx, obj, causes)
+}
+
+/// The Priority admission plugin: a new pod takes the value and preemption policy of its
+/// PriorityClass (or of the global default class), and may not name a priority of its
+/// own that differs. The two built-in classes are resolved by the defaults.
+pub async fn admit_pod_priority(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
+    if !(ctx.res.group.is_empty() && ctx.res.plural == "pods") {
+        return Ok(());
+    }
+    let name = meta_str(pod, "name").to_string();
+    let class_name = pod["spec"]["priorityClassName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if class_name.starts_with("system-") {
+        return Ok(());
+    }
+    let store = ctx.state.store.as_ref();
+    let class = if class_name.is_empty() {
+        let page = store
+            .list(&ListRequest::prefix("/registry/priorityclasses/"))
+            .await
+            .map_err(|e| ctx.store_err(e, &name))?;
+        page.kvs
+            .iter()
+            .filter_map(|kv| from_stored(kv).ok())
+            .find(|c| c["globalDefault"] == json!(true))
+    } else {
+        let (_, kv) = store
+            .get(&format!("/registry/priorityclasses/{class_name}"), 0)
+            .await
+            .map_err(|e| ctx.store_err(e, &name))?;
+        let kv = kv.ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "pods \"{name}\" is forbidden: no PriorityClass with name {class_name} was found"
+            ))
+        })?;
+        Some(from_stored(&kv)?)
+    };
+    let Some(class) = class else {
+        return Ok(());
+    };
+    let value = class["value"].as_i64().unwrap_or(0);
+    if let Some(given) = pod["spec"]["priority"].as_i64() {
+        if given != value {
+            return Err(ApiError::forbidden(format!(
+                "pods \"{name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+            )));
+        }
+    }
+    pod["spec"]["priority"] = json!(value);
+    pod["spec"]["priorityClassName"] = json!(meta_str(&class, "name"));
+    if pod["spec"].get("preemptionPolicy").is_none() {
+        let policy = class["preemptionPolicy"]
+            .as_str()
+            .unwrap_or("PreemptLowerPriority");
+        pod["spec"]["preemptionPolicy"] = json!(policy);
+    }
+    Ok(())
 }
 
 /// Admission of an update from `current` to `next`. Status writes are checked by the

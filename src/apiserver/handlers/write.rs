@@ -226,6 +226,7 @@ pub async fn insert(
         ctx.res.kind,
         &mut obj,
     );
+    strategy::admit_pod_priority(ctx, &mut obj).await?;
     strategy::admit_create(ctx, &mut obj)?;
     if tracking == Tracking::Update {
         let manager = ctx.field_manager()?;
@@ -456,14 +457,26 @@ async fn write_or_finalize(
         set_resource_version(&mut next, rev);
         return Ok((next, true));
     }
+    store_over(ctx, key, name, kv, &mut next).await?;
+    Ok((next, false))
+}
+
+/// Writes `next` over the version read at `kv` and gives it its new resourceVersion.
+async fn store_over(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    kv: &KeyValue,
+    next: &mut Value,
+) -> ApiResult<()> {
     let written = ctx
         .state
         .store
-        .update(key, to_stored(&next), kv.mod_revision, ttl(ctx))
+        .update(key, to_stored(next), kv.mod_revision, ttl(ctx))
         .await
         .map_err(|e| ctx.store_err(e, name))?;
-    set_resource_version(&mut next, written.mod_revision);
-    Ok((next, false))
+    set_resource_version(next, written.mod_revision);
+    Ok(())
 }
 
 fn delete_options(ctx: &Ctx, body: &Bytes) -> ApiResult<DeleteOptions> {
@@ -558,13 +571,7 @@ async fn delete_one(
     if dry_run {
         return Ok(next);
     }
-    let written = ctx
-        .state
-        .store
-        .update(key, to_stored(&next), kv.mod_revision, ttl(ctx))
-        .await
-        .map_err(|e| ctx.store_err(e, name))?;
-    set_resource_version(&mut next, written.mod_revision);
+    store_over(ctx, key, name, kv, &mut next).await?;
     Ok(next)
 }
 
