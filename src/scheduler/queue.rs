@@ -63,9 +63,20 @@ struct State {
 pub struct Queue {
     active: BTreeSet<Entry>,
     pods: HashMap<Key, State>,
+    /// When each waiting pod is due, earliest first, so a tick looks only at those due.
+    timers: BTreeSet<(Instant, Key)>,
     /// The last change in the cluster, so that a pod found unschedulable by a cycle that
     /// started before it is retried rather than parked.
     last_change: Option<Instant>,
+}
+
+/// When a waiting pod is due back in the active queue.
+fn due(place: Place) -> Option<Instant> {
+    match place {
+        Place::Backoff(until) => Some(until),
+        Place::Unschedulable(since) => Some(since + MAX_UNSCHEDULABLE),
+        _ => None,
+    }
 }
 
 /// How long a pod backs off after `attempts` failed attempts.
@@ -106,6 +117,26 @@ impl Queue {
     pub fn remove(&mut self, key: &str) {
         if let Some(state) = self.pods.remove(key) {
             self.active.remove(&state.entry);
+            if let Some(due) = due(state.place) {
+                self.timers.remove(&(due, key.to_string()));
+            }
+        }
+    }
+
+    /// Moves a pod to `place`, keeping the timers in step.
+    fn place(&mut self, key: &str, place: Place) {
+        let Some(state) = self.pods.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = due(state.place) {
+            self.timers.remove(&(old, key.to_string()));
+        }
+        state.place = place;
+        if let Some(new) = due(place) {
+            self.timers.insert((new, key.to_string()));
+        }
+        if place == Place::Active {
+            self.active.insert(state.entry.clone());
         }
     }
 
@@ -117,16 +148,11 @@ impl Queue {
     /// Moves backed-off pods whose time has come, and unschedulable pods that waited too
     /// long, to the active queue.
     pub fn tick(&mut self, now: Instant) {
-        for state in self.pods.values_mut() {
-            let due = match state.place {
-                Place::Backoff(until) => until <= now,
-                Place::Unschedulable(since) => now.duration_since(since) >= MAX_UNSCHEDULABLE,
-                _ => false,
-            };
-            if due {
-                state.place = Place::Active;
-                self.active.insert(state.entry.clone());
+        while let Some((at, key)) = self.timers.first().cloned() {
+            if at > now {
+                break;
             }
+            self.place(&key, Place::Active);
         }
     }
 
@@ -143,28 +169,21 @@ impl Queue {
         self.tick(now);
         let entry = self.active.pop_first()?;
         if let Some(state) = self.pods.get_mut(&entry.key) {
-            state.place = Place::InFlight(now);
             state.attempts += 1;
         }
+        self.place(&entry.key, Place::InFlight(now));
         Some(entry.key)
     }
 
     /// When the next backed-off pod becomes ready, if any waits.
     pub fn next_ready(&self) -> Option<Instant> {
-        self.pods
-            .values()
-            .filter_map(|s| match s.place {
-                Place::Backoff(until) => Some(until),
-                Place::Unschedulable(since) => Some(since + MAX_UNSCHEDULABLE),
-                _ => None,
-            })
-            .min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// A popped pod failed for a passing reason (a binding error): it backs off.
     pub fn retry(&mut self, key: &str, now: Instant) {
-        if let Some(state) = self.pods.get_mut(key) {
-            state.place = Place::Backoff(now + backoff(state.attempts));
+        if let Some(attempts) = self.pods.get(key).map(|s| s.attempts) {
+            self.place(key, Place::Backoff(now + backoff(attempts)));
         }
     }
 
@@ -172,13 +191,14 @@ impl Queue {
     /// the cluster changed while it was being tried.
     pub fn unschedulable(&mut self, key: &str, now: Instant) {
         let last_change = self.last_change;
-        if let Some(state) = self.pods.get_mut(key) {
-            state.place = match state.place {
+        if let Some(state) = self.pods.get(key) {
+            let place = match state.place {
                 Place::InFlight(popped) if last_change.is_some_and(|c| c >= popped) => {
                     Place::Backoff(now + backoff(state.attempts))
                 }
                 _ => Place::Unschedulable(now),
             };
+            self.place(key, place);
         }
     }
 
@@ -186,16 +206,22 @@ impl Queue {
     /// pod went): they go back, through their backoff.
     pub fn cluster_changed(&mut self, now: Instant) {
         self.last_change = Some(now);
-        for state in self.pods.values_mut() {
-            if let Place::Unschedulable(since) = state.place {
-                let until = since + backoff(state.attempts);
-                if until <= now {
-                    state.place = Place::Active;
-                    self.active.insert(state.entry.clone());
-                } else {
-                    state.place = Place::Backoff(until);
-                }
-            }
+        let parked: Vec<(Key, Instant, u32)> = self
+            .pods
+            .iter()
+            .filter_map(|(k, s)| match s.place {
+                Place::Unschedulable(since) => Some((k.clone(), since, s.attempts)),
+                _ => None,
+            })
+            .collect();
+        for (key, since, attempts) in parked {
+            let until = since + backoff(attempts);
+            let place = if until <= now {
+                Place::Active
+            } else {
+                Place::Backoff(until)
+            };
+            self.place(&key, place);
         }
     }
 

@@ -215,11 +215,11 @@ impl Scheduler {
         tracing::info!("Scheduler started.");
         loop {
             let now = Instant::now();
+            let ready = state.queue.has_ready(now);
             let wake = state
                 .queue
                 .next_ready()
                 .unwrap_or(now + Duration::from_secs(3600));
-            let ready = state.queue.has_ready(now);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(event) = nodes.next() => match event {
