@@ -83,12 +83,14 @@ pub async fn scale(ctx: &Ctx, name: &str, method: Method, body: &Bytes) -> ApiRe
                 view
             }
         };
-        let rv = meta_str(&wanted, "resourceVersion");
-        if !rv.is_empty() && rv != kv.mod_revision.to_string() {
-            if put.is_none() {
-                // A patch names the version it saw only if it wrote it in.
-                return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
-            }
+        // A PUT is pinned to the version it names; a patch only if it wrote one in (the
+        // view it patched carries the current one). Unpinned writes retry on a conflict.
+        let (rv, current_rv) = (
+            meta_str(&wanted, "resourceVersion"),
+            kv.mod_revision.to_string(),
+        );
+        let pinned = !rv.is_empty() && (put.is_some() || rv != current_rv);
+        if pinned && rv != current_rv {
             return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
         }
         if !meta_str(&wanted, "name").is_empty() && meta_str(&wanted, "name") != name {
@@ -130,7 +132,7 @@ pub async fn scale(ctx: &Ctx, name: &str, method: Method, body: &Bytes) -> ApiRe
             Ok(UpdateOutcome(obj)) => {
                 return Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]))
             }
-            Err(ApiError { code: 409, .. }) if rv.is_empty() => continue,
+            Err(ApiError { code: 409, .. }) if !pinned => continue,
             Err(e) => return Err(e),
         }
     }
