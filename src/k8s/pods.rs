@@ -4,6 +4,15 @@ use serde_json::Value;
 
 use crate::k8s::quantity::Quantity;
 
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 /// The pod's quality-of-service class, as `status.qosClass` reports it (upstream's
 /// `GetPodQOS`): `Guaranteed` when every container limits cpu and memory and requests
 /// what it limits, `BestEffort` when no container requests or limits either, else

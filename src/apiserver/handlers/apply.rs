@@ -87,17 +87,13 @@ pub async fn server_side_apply(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult
             "fieldManager",
         ));
     }
-    let force = matches!(
-        ctx.query.get("force"),
-        Some("1" | "t" | "T" | "true" | "TRUE" | "True")
-    );
+    let force = ctx.query.flag("force");
     let mut config = read_config(ctx, name, body)?;
     if let Some(meta) = metadata_mut(&mut config) {
         meta.insert("name".into(), json!(name));
     }
     super::write::check_namespace(ctx, &mut config)?;
     let (config, warnings) = decode(ctx.res, config, ctx.validation()?)?;
-    let dry_run = ctx.query.dry_run()?;
     let api_version = ctx.res.api_version();
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
@@ -124,16 +120,7 @@ pub async fn server_side_apply(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult
         };
         let next = fieldmanager::apply(Some(&live), &config, &mgr, force)
             .map_err(|e| e.into_api_error(ctx.res.group, ctx.res.kind, name))?;
-        let outcome = commit_update(
-            ctx,
-            &key,
-            name,
-            &kv,
-            &live,
-            next,
-            dry_run,
-            Tracking::Recorded,
-        );
+        let outcome = commit_update(ctx, &key, name, &kv, &live, next, Tracking::Recorded);
         match outcome.await {
             Ok(UpdateOutcome(obj)) => return Ok(json_response(StatusCode::OK, &obj, &warnings)),
             // A write between read and store: apply again onto the new version.

@@ -72,8 +72,7 @@ impl DeleteOptions {
                 ), "NotSupported"))
             }
         };
-        let orphan_dependents = text("orphanDependents")
-            .map(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        let orphan_dependents = text("orphanDependents").map(|v| super::go_bool(&v));
         if orphan_dependents.is_some() && propagation.is_some() {
             return Err(invalid_options(
                 "Invalid value: \"\": orphanDependents and deletionPropagation cannot be both set"

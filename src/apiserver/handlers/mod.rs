@@ -29,6 +29,12 @@ use crate::k8s::fields::FieldSelector;
 use crate::k8s::labels::LabelSelector;
 use crate::store::Backend;
 
+/// Whether `text` is true as Go's `strconv.ParseBool` reads it, as clients written in Go
+/// send booleans.
+fn go_bool(text: &str) -> bool {
+    matches!(text, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
 /// What every handler shares.
 pub struct ApiState {
     /// The datastore.
@@ -60,10 +66,7 @@ impl Query {
 
     /// A boolean parameter, read as Go's `strconv.ParseBool` reads it.
     fn flag(&self, name: &str) -> bool {
-        matches!(
-            self.get(name),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
-        )
+        self.get(name).is_some_and(go_bool)
     }
 
     fn int(&self, name: &str) -> ApiResult<Option<i64>> {

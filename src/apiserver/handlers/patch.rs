@@ -86,7 +86,6 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
         ));
     }
     let (kind, patch) = read_patch(ctx, body)?;
-    let dry_run = ctx.query.dry_run()?;
     let validation = ctx.validation()?;
     let key = ctx.res.key(ctx.namespace(), name);
     loop {
@@ -108,16 +107,7 @@ pub async fn patch(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
         }
         super::write::check_namespace(ctx, &mut patched)?;
         let (patched, warnings) = decode(ctx.res, patched, validation)?;
-        let outcome = commit_update(
-            ctx,
-            &key,
-            name,
-            &kv,
-            &current,
-            patched,
-            dry_run,
-            Tracking::Update,
-        );
+        let outcome = commit_update(ctx, &key, name, &kv, &current, patched, Tracking::Update);
         match outcome.await {
             Ok(UpdateOutcome(obj)) => return Ok(json_response(StatusCode::OK, &obj, &warnings)),
             Err(ApiError { code: 409, .. }) if !pinned => continue,

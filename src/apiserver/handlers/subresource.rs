@@ -14,6 +14,7 @@ use crate::apiserver::objects::{from_stored, to_stored};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 use crate::k8s::labels::LabelSelector;
 use crate::k8s::meta::{labels, meta_str, now_rfc3339};
+use crate::k8s::pods::is_ready;
 use crate::store::{ListRequest, StoreError};
 
 /// The Scale view of a scalable object.
@@ -63,7 +64,6 @@ pub async fn scale(ctx: &Ctx, name: &str, method: Method, body: &Bytes) -> ApiRe
         let (_, obj) = ctx.current(&key, name).await?;
         return Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]));
     }
-    let dry_run = ctx.query.dry_run()?;
     let put = match method {
         Method::PUT => Some(parse_body(&ctx.headers, body)?),
         Method::PATCH => None,
@@ -117,18 +117,7 @@ pub async fn scale(ctx: &Ctx, name: &str, method: Method, body: &Bytes) -> ApiRe
         }
         let mut next = current.clone();
         next["spec"]["replicas"] = json!(replicas);
-        match commit_update(
-            ctx,
-            &key,
-            name,
-            &kv,
-            &current,
-            next,
-            dry_run,
-            Tracking::Update,
-        )
-        .await
-        {
+        match commit_update(ctx, &key, name, &kv, &current, next, Tracking::Update).await {
             Ok(UpdateOutcome(obj)) => {
                 return Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]))
             }
@@ -250,14 +239,6 @@ fn bind(pod: &Value, binding: &Value, node: &str) -> Value {
     next
 }
 
-fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
 fn too_many_requests(pdb: &str, message: String) -> ApiError {
     let mut err = ApiError::too_many_requests(
         "Cannot evict pod as it would violate the pod's disruption budget.",
@@ -326,7 +307,7 @@ async fn charge_budget(ctx: &Ctx, ns: &str, pod: &Value, dry_run: bool) -> ApiRe
     };
     let pdb_name = meta_str(&pdb, "name").to_string();
     let status = &pdb["status"];
-    if pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow" && !pod_ready(pod) {
+    if pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow" && !is_ready(pod) {
         return Ok(true);
     }
     let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);

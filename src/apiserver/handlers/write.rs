@@ -276,7 +276,6 @@ fn same_object(a: &Value, b: &Value) -> bool {
 
 /// `PUT` an object.
 pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> {
-    let dry_run = ctx.query.dry_run()?;
     let mut input = parse_body(&ctx.headers, body)?;
     check_type(ctx, &mut input)?;
     let (mut obj, warnings) = decode(ctx.res, input, ctx.validation()?)?;
@@ -295,18 +294,7 @@ pub async fn update(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Response> 
             return Err(ApiError::conflict(ctx.res.group, ctx.res.plural, name));
         }
         let next = obj.clone();
-        match commit_update(
-            ctx,
-            &key,
-            name,
-            &kv,
-            &current,
-            next,
-            dry_run,
-            Tracking::Update,
-        )
-        .await
-        {
+        match commit_update(ctx, &key, name, &kv, &current, next, Tracking::Update).await {
             Err(ApiError { code: 409, .. }) if wanted_rv.is_empty() => continue,
             Err(e) => return Err(e),
             Ok(UpdateOutcome(written)) => {
@@ -322,7 +310,6 @@ pub struct UpdateOutcome(pub Value);
 /// Stores `next` over `current` (read at `kv`), keeping what the server owns and
 /// recording who changed which fields; a no-op writes nothing and keeps the
 /// resourceVersion.
-#[allow(clippy::too_many_arguments)]
 pub async fn commit_update(
     ctx: &Ctx,
     key: &str,
@@ -330,9 +317,9 @@ pub async fn commit_update(
     kv: &KeyValue,
     current: &Value,
     next: Value,
-    dry_run: bool,
     tracking: Tracking,
 ) -> ApiResult<UpdateOutcome> {
+    let dry_run = ctx.query.dry_run()?;
     let mut next = merge_update(ctx, current, next);
     strategy::admit_update(ctx, current, &mut next)?;
     if tracking == Tracking::Update {

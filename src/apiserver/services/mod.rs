@@ -53,7 +53,8 @@ pub struct Reserved {
     ports: Vec<String>,
 }
 
-fn owner(svc: &Value) -> String {
+/// The owner a Service's reservations name: `namespace/name`.
+pub fn owner(svc: &Value) -> String {
     format!("{}/{}", meta_str(svc, "namespace"), meta_str(svc, "name"))
 }
 

@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::alloc::{self, Range};
-use super::{cluster_ip, node_ports, ServiceNetwork};
+use super::{cluster_ip, node_ports, owner, ServiceNetwork};
 use crate::apiserver::objects::from_stored;
-use crate::k8s::meta::meta_str;
 use crate::store::{Backend, ListRequest, StoreError};
 
 /// How often the loop runs.
@@ -45,7 +44,7 @@ pub async fn repair_once(
     let mut held_ports = HashMap::new();
     for kv in &services.kvs {
         let Ok(svc) = from_stored(kv) else { continue };
-        let who = format!("{}/{}", meta_str(&svc, "namespace"), meta_str(&svc, "name"));
+        let who = owner(&svc);
         if let Some(ip) = cluster_ip(&svc) {
             held_ips.insert(ip.to_string(), who.clone());
         }
