@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod controllers;
 pub mod k8s;
 pub mod pki;
 pub mod scheduler;

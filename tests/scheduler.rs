@@ -8,17 +8,8 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 mod support;
+use support::objects::{eventually, node};
 use support::Cluster;
-
-fn node(name: &str, cpu: &str, labels: serde_json::Value) -> Node {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": labels},
-        "status": {"capacity": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
-                   "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }))
-    .unwrap()
-}
 
 fn pod(name: &str, cpu: &str, selector: Option<serde_json::Value>) -> Pod {
     let mut spec = json!({"containers": [{"name": "c", "image": "busybox",
@@ -27,20 +18,6 @@ fn pod(name: &str, cpu: &str, selector: Option<serde_json::Value>) -> Pod {
         spec["nodeSelector"] = sel;
     }
     serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {

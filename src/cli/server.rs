@@ -19,6 +19,7 @@ use crate::apiserver::auth::User;
 use crate::apiserver::services::kubernetes::Advertised;
 use crate::apiserver::services::{repair, ServiceNetwork};
 use crate::apiserver::{self, ApiServer, ApiServerConfig};
+use crate::controllers;
 use crate::k8s::cidr::Ipv4Cidr;
 use crate::pki;
 use crate::scheduler::run::Scheduler;
@@ -114,6 +115,15 @@ pub struct ServerArgs {
     #[arg(long, env = "SKIFF_DISABLE_SCHEDULER")]
     pub disable_scheduler: bool,
 
+    /// Run without the controller manager (no ReplicaSets, Deployments, garbage
+    /// collection, … unless something else runs them).
+    #[arg(long, env = "SKIFF_DISABLE_CONTROLLER_MANAGER")]
+    pub disable_controller_manager: bool,
+
+    /// The range pod addresses come from; each node gets a /24 of it.
+    #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = parse_cluster_cidr)]
+    pub cluster_cidr: Ipv4Cidr,
+
     /// Run without the embedded agent (this build has none yet, so it is always off).
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
     pub disable_agent: bool,
@@ -130,6 +140,20 @@ fn parse_service_cidr(text: &str) -> Result<Ipv4Cidr, String> {
     }
     Ok(cidr)
 }
+
+fn parse_cluster_cidr(text: &str) -> Result<Ipv4Cidr, String> {
+    let cidr: Ipv4Cidr = text.parse().map_err(|e| format!("{e}"))?;
+    if cidr.prefix() > NODE_CIDR_MASK_SIZE {
+        return Err(format!(
+            "{text} has a /{} mask; it must hold at least one /{NODE_CIDR_MASK_SIZE} per node, so use a mask of /{NODE_CIDR_MASK_SIZE} or wider",
+            cidr.prefix()
+        ));
+    }
+    Ok(cidr)
+}
+
+/// The prefix length of every node's podCIDR, as k3s.
+const NODE_CIDR_MASK_SIZE: u8 = 24;
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("invalid port range {text:?}: give it as FIRST-LAST, such as 30000-32767");
@@ -199,7 +223,7 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
         args.service_node_port_range.0,
         args.service_node_port_range.1,
     ));
-    let api = start_api_server(&args, store.clone(), net.clone()).await?;
+    let (api, root_ca_pem) = start_api_server(&args, store.clone(), net.clone()).await?;
     let advertised = Advertised {
         address: advertise_address(&args),
         port: api
@@ -219,6 +243,15 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
             async move { scheduler.run(token).await.context("scheduler") }
                 .instrument(tracing::info_span!("scheduler")),
         );
+    }
+    if !args.disable_controller_manager {
+        let config = controllers::Config {
+            cluster_cidr: args.cluster_cidr,
+            node_cidr_mask_size: NODE_CIDR_MASK_SIZE,
+            root_ca_pem,
+        };
+        let client = api.client(User::component("kube-controller-manager"));
+        controllers::spawn_all(&mut tasks, client, config, &shutdown);
     }
     let token = shutdown.clone();
     tasks.spawn(async move { api.run(token).await.context("API server") });
@@ -268,7 +301,7 @@ async fn start_api_server(
     args: &ServerArgs,
     store: Arc<dyn Backend>,
     services: Arc<ServiceNetwork>,
-) -> Result<ApiServer> {
+) -> Result<(ApiServer, String)> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
@@ -314,7 +347,7 @@ async fn start_api_server(
     )
     .context("write the admin kubeconfig")?;
     tracing::info!(path = %args.write_kubeconfig.display(), "Wrote the admin kubeconfig.");
-    Ok(api)
+    Ok((api, certs.ca.cert_pem.clone()))
 }
 
 /// Waits for a signal or for a component to stop; then stops the others with a deadline.
