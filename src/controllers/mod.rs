@@ -69,19 +69,20 @@ pub fn retry_after(error: &Error) -> Action {
 }
 
 /// A task for `tasks` that runs a controller until `shutdown`, in a span named after it.
+/// A controller that returns, or fails, stops the server as any component does.
 pub fn spawn<F>(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     name: &'static str,
     shutdown: &CancellationToken,
     run: F,
 ) where
-    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
 {
     let token = shutdown.clone();
     tasks.spawn(
         async move {
             tokio::select! {
-                outcome = run => outcome.map_err(|e| e.context(name)),
+                outcome = run => outcome.map_err(|e| anyhow::Error::new(e).context(name)),
                 _ = token.cancelled() => Ok(()),
             }
         }
