@@ -177,7 +177,10 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes = if quick { &QUICK } else { &FULL };
     let dir = bench_dir();
-    let server = common::start_server(&dir.join("server"), &["--disable-scheduler"]);
+    let server = common::start_server(
+        &dir.join("server"),
+        &["--disable-scheduler", "--disable-controller-manager"],
+    );
     let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -86,13 +86,16 @@ async fn run(dir: &Path, nodes: usize, pods: usize) -> Run {
     // The peer: how fast the same pods can be created with no scheduler at all.
     let peer_dir = dir.join(format!("peer-{nodes}"));
     let create_rate = {
-        let _server = common::start_server(&peer_dir, &["--disable-scheduler"]);
+        let _server = common::start_server(
+            &peer_dir,
+            &["--disable-scheduler", "--disable-controller-manager"],
+        );
         let client = client(&peer_dir).await;
         let secs = create_all(&Api::<Pod>::namespaced(client, "default"), pods, pod).await;
         pods as f64 / secs
     };
     let run_dir = dir.join(format!("run-{nodes}"));
-    let server = common::start_server(&run_dir, &[]);
+    let server = common::start_server(&run_dir, &["--disable-controller-manager"]);
     let client = client(&run_dir).await;
     create_all(&Api::<Node>::all(client.clone()), nodes, node).await;
     // Count binds as the watch sees them.
@@ -118,12 +121,17 @@ async fn run(dir: &Path, nodes: usize, pods: usize) -> Run {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    create_all(&Api::<Pod>::namespaced(client, "default"), pods, pod).await;
+    let created = create_all(&Api::<Pod>::namespaced(client, "default"), pods, pod).await;
+    eprintln!("bench: every pod created after {created:.2} s");
     let finished = tokio::time::timeout(Duration::from_secs(900), done_rx)
         .await
         .expect("every pod bound within 15 minutes")
         .expect("the watch reports");
     watch.abort();
+    eprintln!(
+        "bench: every pod bound after {:.2} s",
+        finished.duration_since(started).as_secs_f64()
+    );
     let rss_mb = common::rss_mb(server.child.id());
     Run {
         nodes,
