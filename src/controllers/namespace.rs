@@ -391,3 +391,85 @@ async fn finalize(ctx: &Context, ns: &Namespace, name: &str) -> Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn find<'a>(cs: &'a [NamespaceCondition], t: &str) -> &'a NamespaceCondition {
+        cs.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn conditions_say_what_remains_in_upstream_words() {
+        let outcome = Outcome {
+            remaining: BTreeMap::from([("pods.".to_string(), 2), ("widgets.example.com".to_string(), 1)]),
+            finalizers: BTreeMap::from([("example.com/x".to_string(), 1)]),
+            ..Outcome::default()
+        };
+        let cs = wanted_conditions(&outcome);
+        let left = find(&cs, "NamespaceContentRemaining");
+        assert_eq!(left.status, "True");
+        assert_eq!(left.reason.as_deref(), Some("SomeResourcesRemain"));
+        assert_eq!(
+            left.message.as_deref(),
+            Some("Some resources are remaining: pods. has 2 resource instances, widgets.example.com has 1 resource instances")
+        );
+        let fin = find(&cs, "NamespaceFinalizersRemaining");
+        assert_eq!(
+            fin.message.as_deref(),
+            Some("Some content in the namespace has finalizers remaining: example.com/x in 1 resource instances")
+        );
+        let ok = find(&cs, "NamespaceDeletionDiscoveryFailure");
+        assert_eq!((ok.status.as_str(), ok.reason.as_deref()), ("False", Some("ResourcesDiscovered")));
+        let failed = wanted_conditions(&Outcome {
+            content_errors: vec!["b".into(), "a".into()],
+            ..Outcome::default()
+        });
+        assert_eq!(
+            find(&failed, "NamespaceDeletionContentFailure").message.as_deref(),
+            Some("Failed to delete all resource types, 2 remaining: a, b")
+        );
+    }
+
+    #[test]
+    fn unchanged_conditions_write_nothing() {
+        let now = Time(Timestamp::now());
+        let first = merge_conditions(&[], wanted_conditions(&Outcome::default()), &now).unwrap();
+        assert_eq!(first.len(), 5);
+        assert!(merge_conditions(&first, wanted_conditions(&Outcome::default()), &now).is_none());
+        let outcome = Outcome {
+            remaining: BTreeMap::from([("pods.".to_string(), 1)]),
+            ..Outcome::default()
+        };
+        let next = merge_conditions(&first, wanted_conditions(&outcome), &now).unwrap();
+        assert_eq!(find(&next, "NamespaceContentRemaining").status, "True");
+    }
+
+    #[test]
+    fn what_is_left_is_waited_for_or_is_an_error() {
+        assert_eq!(remaining(&[], 0, "/v1, Resource=pods", "t"), Ok(Remaining::default()));
+        let held = obj(serde_json::json!({"metadata": {"name": "a", "finalizers": ["example.com/x"]}}));
+        let left = remaining(std::slice::from_ref(&held), 0, "/v1, Resource=configmaps", "t").unwrap();
+        assert_eq!((left.count, left.estimate), (1, FINALIZER_ESTIMATE_SECONDS));
+        let bare = obj(serde_json::json!({"metadata": {"name": "b"}}));
+        let (_, err) = remaining(std::slice::from_ref(&bare), 0, "/v1, Resource=configmaps", "t").unwrap_err();
+        assert_eq!(err, "unexpected items still remain in namespace: t for gvr: /v1, Resource=configmaps");
+        assert_eq!(remaining(&[bare], 30, "/v1, Resource=pods", "t").unwrap().estimate, 30);
+    }
+
+    #[test]
+    fn pods_are_given_their_grace_period_from_the_namespace_deletion() {
+        let pods = [
+            obj(serde_json::json!({"metadata": {"name": "a"}, "spec": {"terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}})),
+            obj(serde_json::json!({"metadata": {"name": "b"}, "spec": {"terminationGracePeriodSeconds": 90}, "status": {"phase": "Succeeded"}})),
+        ];
+        assert_eq!(pod_estimate(&pods, 0), 30);
+        assert_eq!(pod_estimate(&pods, 10), 20);
+        assert_eq!(pod_estimate(&pods, 45), 0);
+    }
+}

@@ -271,3 +271,77 @@ async fn mark_failed_and_delete(ctx: &Context, pod: &Pod, condition: Option<PodC
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, phase: &str, created: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "uid": name, "creationTimestamp": created},
+                "spec": {"nodeName": node, "containers": []},
+                "status": {"phase": phase}}))
+            .unwrap(),
+        )
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+        pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn terminated_pods_beyond_the_threshold_go_evicted_then_oldest_first() {
+        let mut evicted = (*pod("evicted", "n1", "Failed", "2026-01-03T00:00:00Z")).clone();
+        evicted.status.as_mut().unwrap().reason = Some("Evicted".into());
+        let pods = vec![
+            pod("new", "n1", "Succeeded", "2026-01-02T00:00:00Z"),
+            pod("old", "n1", "Failed", "2026-01-01T00:00:00Z"),
+            pod("running", "n1", "Running", "2025-01-01T00:00:00Z"),
+            Arc::new(evicted),
+        ];
+        assert_eq!(names(&terminated_to_delete(&pods, 1)), vec!["evicted", "old"]);
+        assert!(terminated_to_delete(&pods, 3).is_empty());
+        assert!(terminated_to_delete(&pods, 0).is_empty(), "0 turns it off");
+    }
+
+    #[test]
+    fn a_missing_node_is_quarantined_before_its_pods_go() {
+        let pods = vec![pod("a", "gone", "Running", "2026-01-01T00:00:00Z"), pod("b", "n1", "Running", "2026-01-01T00:00:00Z")];
+        let nodes = HashSet::from(["n1".to_string()]);
+        let mut q = HashMap::new();
+        let t0 = Instant::now();
+        let quarantine = Duration::from_secs(40);
+        assert!(quarantine_step(&pods, &nodes, &mut q, t0, quarantine).is_empty());
+        assert!(quarantine_step(&pods, &nodes, &mut q, t0 + Duration::from_secs(20), quarantine).is_empty());
+        assert_eq!(quarantine_step(&pods, &nodes, &mut q, t0 + quarantine, quarantine), vec!["gone"]);
+        // A node that comes back within the quarantine is not reported.
+        let back = HashSet::from(["n1".to_string(), "gone".to_string()]);
+        let later = t0 + Duration::from_secs(100);
+        quarantine_step(&pods, &nodes, &mut q, later, quarantine);
+        assert!(quarantine_step(&pods, &back, &mut q, later + quarantine, quarantine).is_empty());
+    }
+
+    #[test]
+    fn terminating_pods_go_from_out_of_service_nodes_and_when_never_scheduled() {
+        let mut going = (*pod("a", "n1", "Running", "2026-01-01T00:00:00Z")).clone();
+        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        let mut unscheduled = going.clone();
+        unscheduled.metadata.name = Some("u".into());
+        unscheduled.spec.as_mut().unwrap().node_name = None;
+        let pods = vec![Arc::new(going), Arc::new(unscheduled)];
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
+            "spec": {"taints": [{"key": OUT_OF_SERVICE, "effect": "NoExecute"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}})).unwrap();
+        let mut nodes = HashMap::from([("n1".to_string(), Arc::new(node.clone()))]);
+        assert_eq!(names(&terminating_out_of_service(&pods, &nodes)), vec!["a"]);
+        let mut ready = node;
+        ready.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "True".into();
+        nodes.insert("n1".into(), Arc::new(ready));
+        assert!(terminating_out_of_service(&pods, &nodes).is_empty());
+        assert_eq!(names(&unscheduled_terminating(&pods)), vec!["u"]);
+    }
+}
