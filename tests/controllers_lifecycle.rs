@@ -34,15 +34,29 @@ fn owner_ref(owner: &ConfigMap, block: bool) -> serde_json::Value {
            "uid": owner.metadata.uid, "blockOwnerDeletion": block})
 }
 
-async fn config_map(api: &Api<ConfigMap>, name: &str, owners: Vec<serde_json::Value>, finalizers: &[&str]) -> ConfigMap {
+async fn config_map(
+    api: &Api<ConfigMap>,
+    name: &str,
+    owners: Vec<serde_json::Value>,
+    finalizers: &[&str],
+) -> ConfigMap {
     let cm = json!({"metadata": {"name": name, "ownerReferences": owners, "finalizers": finalizers},
                     "data": {"k": "v"}});
-    api.create(&PostParams::default(), &serde_json::from_value(cm).unwrap()).await.unwrap()
+    api.create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn owner_names(api: &Api<ConfigMap>, name: &str) -> Option<Vec<String>> {
     let cm = api.get_opt(name).await.unwrap()?;
-    Some(cm.metadata.owner_references.unwrap_or_default().into_iter().map(|r| r.name).collect())
+    Some(
+        cm.metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+    )
 }
 
 async fn gone<K>(api: &Api<K>, name: &str) -> bool
@@ -125,7 +139,13 @@ async fn kubectl_delete_cascades_in_the_background_in_the_foreground_and_orphans
 }
 
 fn condition(ns: &Namespace, type_: &str) -> Option<(String, String)> {
-    let c = ns.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
+    let c = ns
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
     Some((c.status.clone(), c.message.clone().unwrap_or_default()))
 }
 
@@ -177,8 +197,19 @@ async fn deleting_a_namespace_empties_it_says_what_is_left_and_removes_it() {
 fn cluster_ca(c: &Cluster) -> String {
     use base64::Engine;
     let kubeconfig = kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap();
-    let data = kubeconfig.clusters[0].cluster.as_ref().unwrap().certificate_authority_data.clone().unwrap();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
+    let data = kubeconfig.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .certificate_authority_data
+        .clone()
+        .unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,9 +220,10 @@ async fn every_namespace_gets_a_default_service_account_and_the_root_ca_kept_as_
         let ca = cluster_ca(&c);
         for ns in ["default", "kube-system"] {
             let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-            eventually("the built-in namespaces have their default account", || async {
-                sas.get_opt("default").await.unwrap().is_some()
-            })
+            eventually(
+                "the built-in namespaces have their default account",
+                || async { sas.get_opt("default").await.unwrap().is_some() },
+            )
             .await;
         }
         ok(&c, 33, &["create", "namespace", "apps"]);
@@ -205,24 +237,53 @@ async fn every_namespace_gets_a_default_service_account_and_the_root_ca_kept_as_
             let cm = cms.get_opt("kube-root-ca.crt").await.unwrap()?;
             cm.data?.get("ca.crt").cloned()
         };
-        eventually("the new namespace gets the root CA", || async { ca_data().await.is_some() }).await;
+        eventually("the new namespace gets the root CA", || async {
+            ca_data().await.is_some()
+        })
+        .await;
         assert_eq!(ca_data().await.unwrap(), ca);
         let cm = cms.get("kube-root-ca.crt").await.unwrap();
-        assert!(cm.metadata.annotations.unwrap()["kubernetes.io/description"].starts_with("Contains a CA bundle"));
+        assert!(
+            cm.metadata.annotations.unwrap()["kubernetes.io/description"]
+                .starts_with("Contains a CA bundle")
+        );
 
         // Deleted, the account comes back (a new one).
         let first = sas.get("default").await.unwrap().metadata.uid;
-        ok(&c, 33, &["-n", "apps", "delete", "serviceaccount", "default"]);
+        ok(
+            &c,
+            33,
+            &["-n", "apps", "delete", "serviceaccount", "default"],
+        );
         eventually("the default account is created again", || async {
-            sas.get_opt("default").await.unwrap().is_some_and(|sa| sa.metadata.uid != first)
+            sas.get_opt("default")
+                .await
+                .unwrap()
+                .is_some_and(|sa| sa.metadata.uid != first)
         })
         .await;
         // Edited or deleted, the CA is restored.
         let edit = json!({"data": {"ca.crt": "tampered"}});
-        cms.patch("kube-root-ca.crt", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
-        eventually("the edited CA is restored", || async { ca_data().await.as_deref() == Some(ca.as_str()) }).await;
-        ok(&c, 33, &["-n", "apps", "delete", "configmap", "kube-root-ca.crt"]);
-        eventually("the deleted CA is restored", || async { ca_data().await.as_deref() == Some(ca.as_str()) }).await;
+        cms.patch(
+            "kube-root-ca.crt",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+        eventually("the edited CA is restored", || async {
+            ca_data().await.as_deref() == Some(ca.as_str())
+        })
+        .await;
+        ok(
+            &c,
+            33,
+            &["-n", "apps", "delete", "configmap", "kube-root-ca.crt"],
+        );
+        eventually("the deleted CA is restored", || async {
+            ca_data().await.as_deref() == Some(ca.as_str())
+        })
+        .await;
     })
     .await
     .unwrap();

@@ -77,7 +77,11 @@ pub fn wanted_conditions(outcome: &Outcome) -> Vec<NamespaceCondition> {
     let failing = |t: &str, reason: &str, message: String| condition(t, "True", reason, message);
     let ok = |t: &str, reason: &str, message: &str| condition(t, "False", reason, message.into());
     let discovery = match &outcome.discovery_error {
-        Some(e) => failing("NamespaceDeletionDiscoveryFailure", "DiscoveryFailed", e.clone()),
+        Some(e) => failing(
+            "NamespaceDeletionDiscoveryFailure",
+            "DiscoveryFailed",
+            e.clone(),
+        ),
         None => ok(
             "NamespaceDeletionDiscoveryFailure",
             "ResourcesDiscovered",
@@ -226,7 +230,12 @@ pub fn remaining(
 pub fn pod_estimate(pods: &[DynamicObject], seconds_since_deletion: i64) -> i64 {
     let longest = pods
         .iter()
-        .filter(|p| !matches!(p.data["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .filter(|p| {
+            !matches!(
+                p.data["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        })
         .filter_map(|p| {
             p.metadata
                 .deletion_grace_period_seconds
@@ -243,7 +252,10 @@ pub fn pod_estimate(pods: &[DynamicObject], seconds_since_deletion: i64) -> i64 
 
 /// The `schema.GroupVersionResource` of a kind as Go prints it.
 fn gvr_string(s: &Served) -> String {
-    format!("{}/{}, Resource={}", s.resource.group, s.resource.version, s.resource.plural)
+    format!(
+        "{}/{}, Resource={}",
+        s.resource.group, s.resource.version, s.resource.plural
+    )
 }
 
 fn is_pods(s: &Served) -> bool {
@@ -257,8 +269,7 @@ async fn delete_content(
     namespace: &str,
     seconds_since_deletion: i64,
 ) -> std::result::Result<Remaining, (Remaining, String)> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &served.resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &served.resource);
     let failed = |e: kube::Error| (Remaining::default(), e.to_string());
     let lp = ListParams::default();
     let mut estimate = 0;
@@ -407,7 +418,10 @@ mod tests {
     #[test]
     fn conditions_say_what_remains_in_upstream_words() {
         let outcome = Outcome {
-            remaining: BTreeMap::from([("pods.".to_string(), 2), ("widgets.example.com".to_string(), 1)]),
+            remaining: BTreeMap::from([
+                ("pods.".to_string(), 2),
+                ("widgets.example.com".to_string(), 1),
+            ]),
             finalizers: BTreeMap::from([("example.com/x".to_string(), 1)]),
             ..Outcome::default()
         };
@@ -425,13 +439,18 @@ mod tests {
             Some("Some content in the namespace has finalizers remaining: example.com/x in 1 resource instances")
         );
         let ok = find(&cs, "NamespaceDeletionDiscoveryFailure");
-        assert_eq!((ok.status.as_str(), ok.reason.as_deref()), ("False", Some("ResourcesDiscovered")));
+        assert_eq!(
+            (ok.status.as_str(), ok.reason.as_deref()),
+            ("False", Some("ResourcesDiscovered"))
+        );
         let failed = wanted_conditions(&Outcome {
             content_errors: vec!["b".into(), "a".into()],
             ..Outcome::default()
         });
         assert_eq!(
-            find(&failed, "NamespaceDeletionContentFailure").message.as_deref(),
+            find(&failed, "NamespaceDeletionContentFailure")
+                .message
+                .as_deref(),
             Some("Failed to delete all resource types, 2 remaining: a, b")
         );
     }
@@ -452,21 +471,49 @@ mod tests {
 
     #[test]
     fn what_is_left_is_waited_for_or_is_an_error() {
-        assert_eq!(remaining(&[], 0, "/v1, Resource=pods", "t"), Ok(Remaining::default()));
-        let held = obj(serde_json::json!({"metadata": {"name": "a", "finalizers": ["example.com/x"]}}));
-        let left = remaining(std::slice::from_ref(&held), 0, "/v1, Resource=configmaps", "t").unwrap();
+        assert_eq!(
+            remaining(&[], 0, "/v1, Resource=pods", "t"),
+            Ok(Remaining::default())
+        );
+        let held =
+            obj(serde_json::json!({"metadata": {"name": "a", "finalizers": ["example.com/x"]}}));
+        let left = remaining(
+            std::slice::from_ref(&held),
+            0,
+            "/v1, Resource=configmaps",
+            "t",
+        )
+        .unwrap();
         assert_eq!((left.count, left.estimate), (1, FINALIZER_ESTIMATE_SECONDS));
         let bare = obj(serde_json::json!({"metadata": {"name": "b"}}));
-        let (_, err) = remaining(std::slice::from_ref(&bare), 0, "/v1, Resource=configmaps", "t").unwrap_err();
-        assert_eq!(err, "unexpected items still remain in namespace: t for gvr: /v1, Resource=configmaps");
-        assert_eq!(remaining(&[bare], 30, "/v1, Resource=pods", "t").unwrap().estimate, 30);
+        let (_, err) = remaining(
+            std::slice::from_ref(&bare),
+            0,
+            "/v1, Resource=configmaps",
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "unexpected items still remain in namespace: t for gvr: /v1, Resource=configmaps"
+        );
+        assert_eq!(
+            remaining(&[bare], 30, "/v1, Resource=pods", "t")
+                .unwrap()
+                .estimate,
+            30
+        );
     }
 
     #[test]
     fn pods_are_given_their_grace_period_from_the_namespace_deletion() {
         let pods = [
-            obj(serde_json::json!({"metadata": {"name": "a"}, "spec": {"terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}})),
-            obj(serde_json::json!({"metadata": {"name": "b"}, "spec": {"terminationGracePeriodSeconds": 90}, "status": {"phase": "Succeeded"}})),
+            obj(
+                serde_json::json!({"metadata": {"name": "a"}, "spec": {"terminationGracePeriodSeconds": 30}, "status": {"phase": "Running"}}),
+            ),
+            obj(
+                serde_json::json!({"metadata": {"name": "b"}, "spec": {"terminationGracePeriodSeconds": 90}, "status": {"phase": "Succeeded"}}),
+            ),
         ];
         assert_eq!(pod_estimate(&pods, 0), 30);
         assert_eq!(pod_estimate(&pods, 10), 20);

@@ -80,7 +80,11 @@ pub fn terminated_to_delete(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>
     done.sort_by(|a, b| {
         is_evicted(b)
             .cmp(&is_evicted(a))
-            .then_with(|| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp))
+            .then_with(|| {
+                a.metadata
+                    .creation_timestamp
+                    .cmp(&b.metadata.creation_timestamp)
+            })
             .then_with(|| a.metadata.name.cmp(&b.metadata.name))
     });
     done.truncate(excess);
@@ -95,7 +99,10 @@ fn node_ready(node: &Node) -> bool {
 }
 
 /// Terminating pods on NotReady nodes with the out-of-service taint.
-pub fn terminating_out_of_service(pods: &[Arc<Pod>], nodes: &HashMap<String, Arc<Node>>) -> Vec<Arc<Pod>> {
+pub fn terminating_out_of_service(
+    pods: &[Arc<Pod>],
+    nodes: &HashMap<String, Arc<Node>>,
+) -> Vec<Arc<Pod>> {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_some())
         .filter(|p| {
@@ -170,7 +177,8 @@ impl PodGc {
         let mut tick = tokio::time::interval(self.period);
         loop {
             tick.tick().await;
-            self.gc(&ctx, &pods.state(), &nodes.state(), &mut quarantined).await;
+            self.gc(&ctx, &pods.state(), &nodes.state(), &mut quarantined)
+                .await;
         }
     }
 
@@ -191,7 +199,11 @@ impl PodGc {
             tracing::info!(pods = finished.len(), "Garbage collecting pods.");
         }
         doomed.extend(finished.into_iter().map(|p| (p, None)));
-        doomed.extend(terminating_out_of_service(pods, &by_name).into_iter().map(|p| (p, None)));
+        doomed.extend(
+            terminating_out_of_service(pods, &by_name)
+                .into_iter()
+                .map(|p| (p, None)),
+        );
         let names: HashSet<String> = by_name.keys().cloned().collect();
         let due = quarantine_step(pods, &names, quarantined, Instant::now(), self.quarantine);
         let nodes_api: Api<Node> = Api::all(ctx.client.clone());
@@ -221,7 +233,13 @@ impl PodGc {
 /// A reflector of `api`, ready once its first list is in.
 async fn watch_into_store<K>(api: Api<K>) -> Result<Store<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()))
@@ -236,7 +254,11 @@ where
 }
 
 /// Marks a pod that has not finished Failed (with `condition`), then deletes it at once.
-async fn mark_failed_and_delete(ctx: &Context, pod: &Pod, condition: Option<PodCondition>) -> Result<()> {
+async fn mark_failed_and_delete(
+    ctx: &Context,
+    pod: &Pod,
+    condition: Option<PodCondition>,
+) -> Result<()> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -255,7 +277,10 @@ async fn mark_failed_and_delete(ctx: &Context, pod: &Pod, condition: Option<PodC
             conditions.push(c);
         }
         let patch = json!({"status": {"phase": "Failed", "conditions": conditions}});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -288,7 +313,9 @@ mod tests {
     }
 
     fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
-        pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect()
+        pods.iter()
+            .map(|p| p.metadata.name.as_deref().unwrap())
+            .collect()
     }
 
     #[test]
@@ -301,21 +328,37 @@ mod tests {
             pod("running", "n1", "Running", "2025-01-01T00:00:00Z"),
             Arc::new(evicted),
         ];
-        assert_eq!(names(&terminated_to_delete(&pods, 1)), vec!["evicted", "old"]);
+        assert_eq!(
+            names(&terminated_to_delete(&pods, 1)),
+            vec!["evicted", "old"]
+        );
         assert!(terminated_to_delete(&pods, 3).is_empty());
         assert!(terminated_to_delete(&pods, 0).is_empty(), "0 turns it off");
     }
 
     #[test]
     fn a_missing_node_is_quarantined_before_its_pods_go() {
-        let pods = vec![pod("a", "gone", "Running", "2026-01-01T00:00:00Z"), pod("b", "n1", "Running", "2026-01-01T00:00:00Z")];
+        let pods = vec![
+            pod("a", "gone", "Running", "2026-01-01T00:00:00Z"),
+            pod("b", "n1", "Running", "2026-01-01T00:00:00Z"),
+        ];
         let nodes = HashSet::from(["n1".to_string()]);
         let mut q = HashMap::new();
         let t0 = Instant::now();
         let quarantine = Duration::from_secs(40);
         assert!(quarantine_step(&pods, &nodes, &mut q, t0, quarantine).is_empty());
-        assert!(quarantine_step(&pods, &nodes, &mut q, t0 + Duration::from_secs(20), quarantine).is_empty());
-        assert_eq!(quarantine_step(&pods, &nodes, &mut q, t0 + quarantine, quarantine), vec!["gone"]);
+        assert!(quarantine_step(
+            &pods,
+            &nodes,
+            &mut q,
+            t0 + Duration::from_secs(20),
+            quarantine
+        )
+        .is_empty());
+        assert_eq!(
+            quarantine_step(&pods, &nodes, &mut q, t0 + quarantine, quarantine),
+            vec!["gone"]
+        );
         // A node that comes back within the quarantine is not reported.
         let back = HashSet::from(["n1".to_string(), "gone".to_string()]);
         let later = t0 + Duration::from_secs(100);
@@ -326,16 +369,18 @@ mod tests {
     #[test]
     fn terminating_pods_go_from_out_of_service_nodes_and_when_never_scheduled() {
         let mut going = (*pod("a", "n1", "Running", "2026-01-01T00:00:00Z")).clone();
-        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::now(),
-        ));
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
         let mut unscheduled = going.clone();
         unscheduled.metadata.name = Some("u".into());
         unscheduled.spec.as_mut().unwrap().node_name = None;
         let pods = vec![Arc::new(going), Arc::new(unscheduled)];
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
             "spec": {"taints": [{"key": OUT_OF_SERVICE, "effect": "NoExecute"}]},
-            "status": {"conditions": [{"type": "Ready", "status": "False"}]}})).unwrap();
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}))
+        .unwrap();
         let mut nodes = HashMap::from([("n1".to_string(), Arc::new(node.clone()))]);
         assert_eq!(names(&terminating_out_of_service(&pods, &nodes)), vec!["a"]);
         let mut ready = node;

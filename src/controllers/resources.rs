@@ -1,8 +1,8 @@
 //! The kinds the API serves, from discovery, for the controllers that work on every kind
 //! (the garbage collector, the namespace controller).
 
-use kube::discovery::{verbs, Discovery, Scope};
 use kube::core::ApiResource;
+use kube::discovery::{verbs, Discovery, Scope};
 
 /// One kind served.
 #[derive(Clone, Debug, PartialEq, Eq)]

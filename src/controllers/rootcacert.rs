@@ -124,7 +124,10 @@ mod tests {
         };
         assert_eq!(cm.metadata.name.as_deref(), Some(NAME));
         assert_eq!(cm.data.unwrap()["ca.crt"], PEM);
-        assert_eq!(cm.metadata.annotations.unwrap()[DESCRIPTION_ANNOTATION], DESCRIPTION);
+        assert_eq!(
+            cm.metadata.annotations.unwrap()[DESCRIPTION_ANNOTATION],
+            DESCRIPTION
+        );
     }
 
     #[test]

@@ -50,9 +50,10 @@ pub fn finish_time(job: &Job) -> Option<Timestamp> {
 
 /// Whether the Job has finished.
 fn finished(job: &Job) -> bool {
-    job.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| {
-        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
-    })
+    job.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
 }
 
 /// Decides about `job` at `now`; an error if it finished at no known time.
@@ -147,18 +148,28 @@ mod tests {
             decide(&j, at("2026-01-01T00:00:40Z")).unwrap(),
             Decision::RequeueAfter(Duration::from_secs(30))
         );
-        assert_eq!(decide(&j, at("2026-01-01T00:01:10Z")).unwrap(), Decision::Delete);
+        assert_eq!(
+            decide(&j, at("2026-01-01T00:01:10Z")).unwrap(),
+            Decision::Delete
+        );
         let zero = job(Some(0), Some("2026-01-01T00:00:10Z"));
-        assert_eq!(decide(&zero, at("2026-01-01T00:00:10Z")).unwrap(), Decision::Delete);
+        assert_eq!(
+            decide(&zero, at("2026-01-01T00:00:10Z")).unwrap(),
+            Decision::Delete
+        );
     }
 
     #[test]
     fn jobs_without_ttl_running_or_deleting_are_left_alone() {
         let now = at("2026-02-01T00:00:00Z");
-        assert_eq!(decide(&job(None, Some("2026-01-01T00:00:00Z")), now).unwrap(), Decision::Ignore);
+        assert_eq!(
+            decide(&job(None, Some("2026-01-01T00:00:00Z")), now).unwrap(),
+            Decision::Ignore
+        );
         assert_eq!(decide(&job(Some(1), None), now).unwrap(), Decision::Ignore);
         let mut going = job(Some(1), Some("2026-01-01T00:00:00Z"));
-        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         assert_eq!(decide(&going, now).unwrap(), Decision::Ignore);
     }
 }

@@ -111,7 +111,7 @@ impl Graph {
             .flatten()
             .filter_map(|d| self.nodes.get(d))
             .collect();
-        out.sort_by(|a, b| a.identity.key().cmp(&b.identity.key()));
+        out.sort_by_key(|a| a.identity.key());
         out
     }
 
@@ -132,7 +132,8 @@ impl Graph {
         let mut work = Vec::new();
         let owners_changed = old.as_ref().is_none_or(|o| o.owners != new.owners);
         if owners_changed {
-            let before: Vec<OwnerReference> = old.as_ref().map(|o| o.owners.clone()).unwrap_or_default();
+            let before: Vec<OwnerReference> =
+                old.as_ref().map(|o| o.owners.clone()).unwrap_or_default();
             let after = new.owners.clone();
             for r in &before {
                 if !after.iter().any(|a| a.uid == r.uid) {
@@ -145,7 +146,10 @@ impl Graph {
                 }
             }
             for r in &after {
-                self.dependents.entry(r.uid.clone()).or_default().insert(uid.clone());
+                self.dependents
+                    .entry(r.uid.clone())
+                    .or_default()
+                    .insert(uid.clone());
             }
             let new = &self.nodes[&uid];
             if !new.owners.is_empty() {
@@ -153,7 +157,11 @@ impl Graph {
             }
             // An owner waiting for its dependents may be waiting for no one now.
             for r in before.iter().chain(&after) {
-                if self.nodes.get(&r.uid).is_some_and(Node::deleting_dependents) {
+                if self
+                    .nodes
+                    .get(&r.uid)
+                    .is_some_and(Node::deleting_dependents)
+                {
                     work.push(r.uid.clone());
                 }
             }
@@ -191,7 +199,11 @@ impl Graph {
                     self.dependents.remove(&r.uid);
                 }
             }
-            if self.nodes.get(&r.uid).is_some_and(Node::deleting_dependents) {
+            if self
+                .nodes
+                .get(&r.uid)
+                .is_some_and(Node::deleting_dependents)
+            {
                 work.push(r.uid.clone());
             }
         }

@@ -205,7 +205,7 @@ async fn work(shared: Arc<Shared>, client: kube::Client) {
 enum Plan {
     Ops(Vec<Op>),
     /// Classify its owners, then decide (has dependents, one of them waits for its own).
-    Attempt(Node, bool, bool),
+    Attempt(Box<Node>, bool, bool),
 }
 
 async fn process(shared: &Shared, client: &kube::Client, uid: &str) -> Result<()> {
@@ -223,7 +223,7 @@ async fn process(shared: &Shared, client: &kube::Client, uid: &str) -> Result<()
             return Ok(());
         } else {
             let cycle = deps.iter().any(|d| d.deleting_dependents());
-            Plan::Attempt(node.clone(), !deps.is_empty(), cycle)
+            Plan::Attempt(Box::new(node.clone()), !deps.is_empty(), cycle)
         }
     };
     let ops = match plan {
@@ -261,7 +261,11 @@ async fn owner_states(
             tracing::info!(object = %item.identity.key(), owner_kind = %r.kind, "A cluster-scoped object refers to a namespaced owner; left alone.");
             return Ok(None);
         }
-        let namespace = item.identity.namespace.clone().filter(|_| served.namespaced);
+        let namespace = item
+            .identity
+            .namespace
+            .clone()
+            .filter(|_| served.namespaced);
         if let Some(state) = known_state(&lock(&shared.graph), r, namespace.as_deref()) {
             states.push(state);
             continue;
@@ -397,7 +401,11 @@ async fn execute(client: &kube::Client, op: Op) -> Result<()> {
     }
 }
 
-async fn patch_meta(client: &kube::Client, target: &Identity, patch: &serde_json::Value) -> Result<()> {
+async fn patch_meta(
+    client: &kube::Client,
+    target: &Identity,
+    patch: &serde_json::Value,
+) -> Result<()> {
     let api = api_for(client, target);
     match api
         .patch(&target.name, &PatchParams::default(), &Patch::Merge(patch))

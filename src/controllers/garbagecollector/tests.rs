@@ -8,7 +8,12 @@ use super::graph::{Graph, Identity, Node, FOREGROUND, ORPHAN};
 
 fn id(kind: &str, name: &str, uid: &str) -> Identity {
     Identity {
-        api_version: if kind == "ReplicaSet" { "apps/v1" } else { "v1" }.into(),
+        api_version: if kind == "ReplicaSet" {
+            "apps/v1"
+        } else {
+            "v1"
+        }
+        .into(),
         kind: kind.into(),
         plural: format!("{}s", kind.to_lowercase()),
         namespace: Some("default".into()),
@@ -19,7 +24,12 @@ fn id(kind: &str, name: &str, uid: &str) -> Identity {
 
 fn owner_ref(kind: &str, name: &str, uid: &str, block: bool) -> OwnerReference {
     OwnerReference {
-        api_version: if kind == "ReplicaSet" { "apps/v1" } else { "v1" }.into(),
+        api_version: if kind == "ReplicaSet" {
+            "apps/v1"
+        } else {
+            "v1"
+        }
+        .into(),
         kind: kind.into(),
         name: name.into(),
         uid: uid.into(),
@@ -63,7 +73,10 @@ fn a_dependent_whose_only_owner_is_gone_is_deleted_in_the_background() {
     held.finalizers.push(ORPHAN.into());
     assert!(matches!(
         &attempt_to_delete(&held, &[OwnerState::Absent], false, false)[..],
-        [Op::Delete { propagation: PropagationPolicy::Orphan, .. }]
+        [Op::Delete {
+            propagation: PropagationPolicy::Orphan,
+            ..
+        }]
     ));
 }
 
@@ -71,9 +84,18 @@ fn a_dependent_whose_only_owner_is_gone_is_deleted_in_the_background() {
 fn a_dependent_with_a_live_owner_stays_and_loses_only_its_dangling_references() {
     let p = pod(
         "web-1",
-        vec![owner_ref("ReplicaSet", "web", "rs1", true), owner_ref("ConfigMap", "cfg", "cm1", false)],
+        vec![
+            owner_ref("ReplicaSet", "web", "rs1", true),
+            owner_ref("ConfigMap", "cfg", "cm1", false),
+        ],
     );
-    assert!(attempt_to_delete(&p, &[OwnerState::Present, OwnerState::Present], false, false).is_empty());
+    assert!(attempt_to_delete(
+        &p,
+        &[OwnerState::Present, OwnerState::Present],
+        false,
+        false
+    )
+    .is_empty());
     let ops = attempt_to_delete(&p, &[OwnerState::Present, OwnerState::Absent], false, false);
     assert_eq!(
         ops,
@@ -90,29 +112,50 @@ fn dependents_of_a_foreground_deletion_go_and_their_own_dependents_first() {
     let leaf = pod("web-1", vec![owner_ref("ReplicaSet", "web", "rs1", true)]);
     assert!(matches!(
         &attempt_to_delete(&leaf, &[OwnerState::DeletingDependents], false, false)[..],
-        [Op::Delete { propagation: PropagationPolicy::Background, .. }]
+        [Op::Delete {
+            propagation: PropagationPolicy::Background,
+            ..
+        }]
     ));
-    let middle = node(id("ReplicaSet", "web", "rs1"), vec![owner_ref("Deployment", "web", "d1", true)]);
+    let middle = node(
+        id("ReplicaSet", "web", "rs1"),
+        vec![owner_ref("Deployment", "web", "d1", true)],
+    );
     assert!(matches!(
         &attempt_to_delete(&middle, &[OwnerState::DeletingDependents], true, false)[..],
-        [Op::Delete { propagation: PropagationPolicy::Foreground, .. }]
+        [Op::Delete {
+            propagation: PropagationPolicy::Foreground,
+            ..
+        }]
     ));
 }
 
 #[test]
 fn a_cycle_of_blocking_references_is_broken_before_the_foreground_deletion() {
-    let middle = node(id("ReplicaSet", "web", "rs1"), vec![owner_ref("Deployment", "web", "d1", true)]);
+    let middle = node(
+        id("ReplicaSet", "web", "rs1"),
+        vec![owner_ref("Deployment", "web", "d1", true)],
+    );
     let ops = attempt_to_delete(&middle, &[OwnerState::DeletingDependents], true, true);
     let Op::SetOwners { owners, .. } = &ops[0] else {
         panic!("the references are unblocked first: {ops:?}")
     };
     assert_eq!(owners[0].block_owner_deletion, Some(false));
-    assert!(matches!(ops[1], Op::Delete { propagation: PropagationPolicy::Foreground, .. }));
+    assert!(matches!(
+        ops[1],
+        Op::Delete {
+            propagation: PropagationPolicy::Foreground,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn an_object_being_deleted_or_without_owners_is_left_alone() {
-    let gone = deleting(pod("a", vec![owner_ref("ReplicaSet", "web", "rs1", true)]), "example.com/x");
+    let gone = deleting(
+        pod("a", vec![owner_ref("ReplicaSet", "web", "rs1", true)]),
+        "example.com/x",
+    );
     assert!(attempt_to_delete(&gone, &[OwnerState::Absent], false, false).is_empty());
     assert!(attempt_to_delete(&pod("b", vec![]), &[], false, false).is_empty());
 }
@@ -137,7 +180,13 @@ fn a_foreground_owner_keeps_its_finalizer_while_a_blocking_dependent_remains() {
 fn orphaning_strips_the_reference_from_every_dependent_then_the_finalizer() {
     let mut owner = deleting(node(id("ReplicaSet", "web", "rs1"), vec![]), ORPHAN);
     owner.finalizers.insert(0, "example.com/keep".into());
-    let a = pod("web-1", vec![owner_ref("ReplicaSet", "web", "rs1", true), owner_ref("ConfigMap", "c", "cm1", false)]);
+    let a = pod(
+        "web-1",
+        vec![
+            owner_ref("ReplicaSet", "web", "rs1", true),
+            owner_ref("ConfigMap", "c", "cm1", false),
+        ],
+    );
     let b = pod("web-2", vec![owner_ref("ReplicaSet", "web", "rs1", true)]);
     let ops = orphan(&owner, &[&a, &b]);
     assert_eq!(ops.len(), 3);
@@ -165,9 +214,15 @@ fn the_graph_says_whom_to_look_at_again() {
     let mut g = Graph::default();
     let rs = node(id("ReplicaSet", "web", "rs1"), vec![]);
     let p = pod("web-1", vec![owner_ref("ReplicaSet", "web", "rs1", true)]);
-    assert!(g.observe(rs.clone()).is_empty(), "no owners, nothing to check");
+    assert!(
+        g.observe(rs.clone()).is_empty(),
+        "no owners, nothing to check"
+    );
     assert_eq!(g.observe(p.clone()), vec!["uid-web-1".to_string()]);
-    assert!(g.observe(p.clone()).is_empty(), "an unchanged object is not rechecked");
+    assert!(
+        g.observe(p.clone()).is_empty(),
+        "an unchanged object is not rechecked"
+    );
     assert_eq!(g.dependents_of("rs1").len(), 1);
     // The owner starts a foreground deletion: it and its dependents are looked at.
     let mut work = g.observe(deleting(rs.clone(), FOREGROUND));
