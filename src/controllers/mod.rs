@@ -19,6 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
+
+pub mod garbagecollector;
+pub mod namespace;
+pub mod podgc;
+pub mod resources;
+pub mod rootcacert;
+pub mod serviceaccount;
+pub mod ttlafterfinished;
 use crate::k8s::events::EventSink;
 
 /// What the controllers need to know of the cluster's configuration.
@@ -105,6 +113,16 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    let _ = &context;
-    let _ = tasks;
+    let gc = garbagecollector::run(context("garbage-collector-controller"));
+    spawn(tasks, "garbagecollector", shutdown, gc);
+    let ns = namespace::run(context("namespace-controller"));
+    spawn(tasks, "namespace", shutdown, ns);
+    let sa = serviceaccount::run(context("serviceaccount-controller"));
+    spawn(tasks, "serviceaccount", shutdown, sa);
+    let ca = rootcacert::run(context("root-ca-cert-publisher"));
+    spawn(tasks, "rootcacert", shutdown, ca);
+    let pgc = podgc::PodGc::default().run(context("pod-garbage-collector"));
+    spawn(tasks, "podgc", shutdown, pgc);
+    let ttl = ttlafterfinished::run(context("ttl-after-finished-controller"));
+    spawn(tasks, "ttlafterfinished", shutdown, ttl);
 }
