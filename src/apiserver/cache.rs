@@ -137,6 +137,23 @@ impl WatchCache {
         }
     }
 
+    /// The objects under `prefix` now, without following the changes.
+    pub fn objects(&self, prefix: &str) -> Vec<Arc<CachedObject>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The object at `key` now, if the cache has it.
+    pub fn object(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.objects.get(key).cloned()
+    }
+
     /// The events after `revision` that the cache still holds, and the ones that follow;
     /// `None` if `revision` is older than the cache's history.
     pub fn since(&self, revision: Revision) -> Option<Resume> {

@@ -112,7 +112,7 @@ pub fn decode(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let typed = (res.decode)(input.clone()).map_err(|e| {
+    let typed = (res.decode)(&input).map_err(|e| {
         ApiError::invalid(
             res.group,
             res.kind,

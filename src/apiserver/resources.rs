@@ -162,7 +162,7 @@ pub struct Resource {
     /// Whether `metadata.generation` counts spec changes.
     pub generation: bool,
     /// Checks an object against its type and returns it as that type writes it.
-    pub decode: fn(Value) -> Result<Value, serde_json::Error>,
+    pub decode: fn(&Value) -> Result<Value, serde_json::Error>,
     /// Table columns.
     pub columns: Columns,
 }
@@ -205,8 +205,8 @@ impl Resource {
     }
 }
 
-fn typed<T: Serialize + DeserializeOwned>(v: Value) -> Result<Value, serde_json::Error> {
-    serde_json::to_value(serde_json::from_value::<T>(v)?)
+fn typed<T: Serialize + DeserializeOwned>(v: &Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(T::deserialize(v)?)
 }
 
 macro_rules! resources {
@@ -347,13 +347,13 @@ mod tests {
     #[test]
     fn decode_checks_types_and_writes_kind_and_version() {
         let cm = find("", "v1", "configmaps").unwrap();
-        let out = (cm.decode)(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        let out = (cm.decode)(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c"}, "data": {"a": "b"}}))
         .unwrap();
         assert_eq!(out["data"]["a"], "b");
         assert_eq!(out["kind"], "ConfigMap");
         assert!(
-            (cm.decode)(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            (cm.decode)(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c"}, "data": {"a": 1}}))
             .is_err()
         );

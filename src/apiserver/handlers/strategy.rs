@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 use super::Ctx;
 use crate::apiserver::admission;
 use crate::apiserver::objects::from_stored;
+use crate::apiserver::resources::Resource;
 use crate::apiserver::services::{self, Reserved};
 use crate::apiserver::status::{ApiError, ApiResult, Cause};
 use crate::k8s::meta::meta_str;
-use crate::store::ListRequest;
 
 /// What a write reserved before it was stored.
 #[derive(Debug, Default)]
@@ -47,6 +47,13 @@ pub fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 /// The Priority admission plugin: a new pod takes the value and preemption policy of its
 /// PriorityClass (or of the global default class), and may not name a priority of its
 /// own that differs. The two built-in classes are resolved by the defaults.
+const PRIORITY_CLASSES: &str = "/registry/priorityclasses/";
+
+fn priority_classes() -> &'static Resource {
+    crate::apiserver::resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priorityclasses are a built-in kind")
+}
+
 pub async fn admit_pod_priority(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
     if !(ctx.res.group.is_empty() && ctx.res.plural == "pods") {
         return Ok(());
@@ -59,27 +66,30 @@ pub async fn admit_pod_priority(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
     if class_name.starts_with("system-") {
         return Ok(());
     }
-    let store = ctx.state.store.as_ref();
+    // From the watch cache, as upstream's Priority plugin reads an informer's lister.
+    let classes = ctx.state.caches.get(priority_classes()).await?;
     let class = if class_name.is_empty() {
-        let page = store
-            .list(&ListRequest::prefix("/registry/priorityclasses/"))
-            .await
-            .map_err(|e| ctx.store_err(e, &name))?;
-        page.kvs
+        classes
+            .objects(PRIORITY_CLASSES)
             .iter()
-            .filter_map(|kv| from_stored(kv).ok())
+            .map(|c| c.value())
             .find(|c| c["globalDefault"] == json!(true))
     } else {
-        let (_, kv) = store
-            .get(&format!("/registry/priorityclasses/{class_name}"), 0)
-            .await
-            .map_err(|e| ctx.store_err(e, &name))?;
-        let kv = kv.ok_or_else(|| {
+        let key = format!("{PRIORITY_CLASSES}{class_name}");
+        let class = match classes.object(&key) {
+            Some(cached) => Some(cached.value()),
+            // A class created a moment ago may not be in the cache yet: ask the store.
+            None => match ctx.state.store.get(&key, 0).await {
+                Ok((_, Some(kv))) => Some(from_stored(&kv)?),
+                Ok((_, None)) => None,
+                Err(e) => return Err(ctx.store_err(e, &name)),
+            },
+        };
+        Some(class.ok_or_else(|| {
             ApiError::forbidden(format!(
                 "pods \"{name}\" is forbidden: no PriorityClass with name {class_name} was found"
             ))
-        })?;
-        Some(from_stored(&kv)?)
+        })?)
     };
     let Some(class) = class else {
         return Ok(());

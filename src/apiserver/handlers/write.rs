@@ -103,19 +103,32 @@ fn check_name(ctx: &Ctx, name: &str) -> ApiResult<()> {
 }
 
 /// The namespace must exist, and must not be terminating, for objects to be created in it.
+fn namespaces_resource() -> &'static crate::apiserver::resources::Resource {
+    crate::apiserver::resources::find("", "v1", "namespaces").expect("namespaces are built in")
+}
+
 async fn check_namespace_exists(ctx: &Ctx, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.namespace() else {
         return Ok(());
     };
     let key = format!("/registry/namespaces/{ns}");
-    let (_, kv) = ctx
-        .state
-        .store
-        .get(&key, 0)
-        .await
-        .map_err(|e| ctx.store_err(e, ns))?;
-    let kv = kv.ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    if from_stored(&kv)?["status"]["phase"] == "Terminating" {
+    // The watch cache first, as upstream's NamespaceLifecycle reads its lister; a namespace
+    // it does not have yet (created a moment ago) is looked up in the store.
+    let namespaces = ctx.state.caches.get(namespaces_resource()).await?;
+    let namespace = match namespaces.object(&key) {
+        Some(cached) => cached.value(),
+        None => {
+            let (_, kv) = ctx
+                .state
+                .store
+                .get(&key, 0)
+                .await
+                .map_err(|e| ctx.store_err(e, ns))?;
+            let kv = kv.ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+            from_stored(&kv)?
+        }
+    };
+    if namespace["status"]["phase"] == "Terminating" {
         return Err(ApiError::forbidden(format!(
             "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             ctx.res.plural,
