@@ -19,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
+
+pub mod dirty;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod nodeipam;
+pub mod nodelifecycle;
 use crate::k8s::events::EventSink;
 
 /// What the controllers need to know of the cluster's configuration.
@@ -26,8 +32,11 @@ use crate::k8s::events::EventSink;
 pub struct Config {
     /// The range pods' addresses come from (`--cluster-cidr`).
     pub cluster_cidr: Ipv4Cidr,
-    /// The prefix length of each node's podCIDR (k3s: /24).
+    /// The prefix length of each node's podCIDR (`--node-cidr-mask-size`, k3s: /24).
     pub node_cidr_mask_size: u8,
+    /// How long a node may go unheard before it is marked unreachable
+    /// (`--node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace_period: Duration,
     /// The cluster CA certificate (PEM), published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: String,
 }
@@ -105,6 +114,8 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    let _ = &context;
-    let _ = tasks;
+    spawn(tasks, "endpoints", shutdown, endpoints::run(context("endpoint-controller")));
+    spawn(tasks, "endpointslice", shutdown, endpointslice::run(context("endpoint-slice-controller")));
+    spawn(tasks, "nodeipam", shutdown, nodeipam::run(context("node-ipam-controller")));
+    spawn(tasks, "nodelifecycle", shutdown, nodelifecycle::run(context("node-controller")));
 }
