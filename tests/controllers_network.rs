@@ -30,8 +30,10 @@ fn web_pod(name: &str, node: &str, port_name: &str, extra: serde_json::Value) ->
             spec[k] = v.clone();
         }
     }
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": spec}))
-        .unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": spec}),
+    )
+    .unwrap()
 }
 
 fn addresses(ep: &Endpoints) -> (Vec<String>, Vec<String>) {
@@ -39,8 +41,18 @@ fn addresses(ep: &Endpoints) -> (Vec<String>, Vec<String>) {
     let mut not_ready = Vec::new();
     for s in ep.subsets.iter().flatten() {
         let port = s.ports.iter().flatten().map(|p| p.port).next().unwrap_or(0);
-        ready.extend(s.addresses.iter().flatten().map(|a| format!("{}:{port}", a.ip)));
-        not_ready.extend(s.not_ready_addresses.iter().flatten().map(|a| format!("{}:{port}", a.ip)));
+        ready.extend(
+            s.addresses
+                .iter()
+                .flatten()
+                .map(|a| format!("{}:{port}", a.ip)),
+        );
+        not_ready.extend(
+            s.not_ready_addresses
+                .iter()
+                .flatten()
+                .map(|a| format!("{}:{port}", a.ip)),
+        );
     }
     ready.sort();
     not_ready.sort();
@@ -61,7 +73,12 @@ async fn slice_endpoints(slices: &Api<EndpointSlice>) -> Vec<(String, bool, bool
         .flat_map(|s| &s.endpoints)
         .map(|e| {
             let c = e.conditions.clone().unwrap_or_default();
-            (e.addresses[0].clone(), c.ready == Some(true), c.serving == Some(true), c.terminating == Some(true))
+            (
+                e.addresses[0].clone(),
+                c.ready == Some(true),
+                c.serving == Some(true),
+                c.terminating == Some(true),
+            )
         })
         .collect();
     out.sort();
@@ -165,7 +182,7 @@ async fn endpoints_and_slices_follow_pods_readiness_deletion_and_named_ports() {
         })
         .await;
 
-        // The Service's named port now resolves on web-3 too, once it names it.
+        // A Service whose targetPort names web-3's port reaches web-3 alone.
         services.delete("web", &DeleteParams::default()).await.unwrap();
         eventually("web's Endpoints and slices go with it", || async {
             endpoints.get_opt("web").await.unwrap().is_none()
@@ -189,7 +206,11 @@ async fn pod_cidr(nodes: &Api<Node>, name: &str) -> Option<String> {
     let spec = nodes.get(name).await.ok()?.spec?;
     let cidrs = spec.pod_cidrs.clone().unwrap_or_default();
     let cidr = spec.pod_cidr?;
-    assert_eq!(cidrs, [cidr.clone()], "podCIDR and podCIDRs agree");
+    assert_eq!(
+        cidrs,
+        std::slice::from_ref(&cidr),
+        "podCIDR and podCIDRs agree"
+    );
     Some(cidr)
 }
 
@@ -199,25 +220,45 @@ async fn nodes_get_distinct_pod_cidrs_that_survive_a_restart() {
         let mut c = Cluster::start();
         let nodes: Api<Node> = Api::all(c.client().await);
         for n in ["n1", "n2", "n3"] {
-            nodes.create(&PostParams::default(), &node(n, "2", json!({}))).await.unwrap();
+            nodes
+                .create(&PostParams::default(), &node(n, "2", json!({})))
+                .await
+                .unwrap();
         }
         let mut first = Vec::new();
         for n in ["n1", "n2", "n3"] {
-            eventually("the node has a pod CIDR", || async { pod_cidr(&nodes, n).await.is_some() }).await;
+            eventually("the node has a pod CIDR", || async {
+                pod_cidr(&nodes, n).await.is_some()
+            })
+            .await;
             first.push(pod_cidr(&nodes, n).await.unwrap());
         }
         let mut distinct = first.clone();
         distinct.sort();
         distinct.dedup();
         assert_eq!(distinct.len(), 3, "{first:?}");
-        assert!(first.iter().all(|c| c.starts_with("10.42.") && c.ends_with(".0/24")), "{first:?}");
+        assert!(
+            first
+                .iter()
+                .all(|c| c.starts_with("10.42.") && c.ends_with(".0/24")),
+            "{first:?}"
+        );
 
         c.restart();
         let nodes: Api<Node> = Api::all(c.client().await);
-        nodes.create(&PostParams::default(), &node("n4", "2", json!({}))).await.unwrap();
-        eventually("n4 has a pod CIDR", || async { pod_cidr(&nodes, "n4").await.is_some() }).await;
+        nodes
+            .create(&PostParams::default(), &node("n4", "2", json!({})))
+            .await
+            .unwrap();
+        eventually("n4 has a pod CIDR", || async {
+            pod_cidr(&nodes, "n4").await.is_some()
+        })
+        .await;
         let fourth = pod_cidr(&nodes, "n4").await.unwrap();
-        assert!(!first.contains(&fourth), "{fourth} was already given: {first:?}");
+        assert!(
+            !first.contains(&fourth),
+            "{fourth} was already given: {first:?}"
+        );
         for (n, cidr) in ["n1", "n2", "n3"].iter().zip(&first) {
             assert_eq!(pod_cidr(&nodes, n).await.as_ref(), Some(cidr));
         }
@@ -230,28 +271,53 @@ async fn nodes_get_distinct_pod_cidrs_that_survive_a_restart() {
 async fn a_full_range_says_cidr_not_available_and_a_deleted_nodes_range_is_reused() {
     tokio::time::timeout(LIMIT, async {
         let c = Cluster::start_with(|_| {
-            ["--cluster-cidr", "10.42.0.0/23", "--node-cidr-mask-size", "24"].map(String::from).to_vec()
+            [
+                "--cluster-cidr",
+                "10.42.0.0/23",
+                "--node-cidr-mask-size",
+                "24",
+            ]
+            .map(String::from)
+            .to_vec()
         });
         let client = c.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
         for n in ["n1", "n2"] {
-            nodes.create(&PostParams::default(), &node(n, "2", json!({}))).await.unwrap();
-            eventually("the node has a pod CIDR", || async { pod_cidr(&nodes, n).await.is_some() }).await;
+            nodes
+                .create(&PostParams::default(), &node(n, "2", json!({})))
+                .await
+                .unwrap();
+            eventually("the node has a pod CIDR", || async {
+                pod_cidr(&nodes, n).await.is_some()
+            })
+            .await;
         }
         let freed = pod_cidr(&nodes, "n1").await.unwrap();
-        nodes.create(&PostParams::default(), &node("n3", "2", json!({}))).await.unwrap();
+        nodes
+            .create(&PostParams::default(), &node("n3", "2", json!({})))
+            .await
+            .unwrap();
         let events: Api<Event> = Api::all(client.clone());
         eventually("n3 is told no CIDR is left", || async {
-            events.list(&ListParams::default()).await.unwrap().items.iter().any(|e| {
-                e.reason.as_deref() == Some("CIDRNotAvailable")
-                    && e.involved_object.name.as_deref() == Some("n3")
-                    && e.message.as_deref() == Some("Node n3 status is now: CIDRNotAvailable")
-            })
+            events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("CIDRNotAvailable")
+                        && e.involved_object.name.as_deref() == Some("n3")
+                        && e.message.as_deref() == Some("Node n3 status is now: CIDRNotAvailable")
+                })
         })
         .await;
         assert_eq!(pod_cidr(&nodes, "n3").await, None);
         nodes.delete("n1", &DeleteParams::default()).await.unwrap();
-        eventually("n3 gets n1's range", || async { pod_cidr(&nodes, "n3").await.as_ref() == Some(&freed) }).await;
+        eventually("n3 gets n1's range", || async {
+            pod_cidr(&nodes, "n3").await.as_ref() == Some(&freed)
+        })
+        .await;
     })
     .await
     .expect("the test finished in time");
@@ -263,15 +329,30 @@ fn flag_of(args: &[&str]) -> Vec<String> {
 
 async fn renew(leases: &Api<Lease>) {
     let patch = json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
-    leases.patch("n1", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    leases
+        .patch("n1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
-    node.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten().any(|t| t.key == key && t.effect == effect)
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|t| t.key == key && t.effect == effect)
 }
 
 fn ready_of(node: &Node) -> Option<(String, Option<String>)> {
-    let c = node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.clone();
+    let c = node
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?
+        .clone();
     Some((c.status, c.reason))
 }
 
@@ -344,8 +425,18 @@ async fn a_node_whose_lease_stops_is_tainted_and_its_pods_are_evicted_after_thei
 
 async fn pdb_status(pdbs: &Api<PodDisruptionBudget>) -> Option<(i32, i32, i32, i32, String)> {
     let s = pdbs.get("web").await.ok()?.status?;
-    let reason = s.conditions?.into_iter().find(|c| c.type_ == "DisruptionAllowed")?.reason;
-    Some((s.current_healthy, s.desired_healthy, s.expected_pods, s.disruptions_allowed, reason))
+    let reason = s
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "DisruptionAllowed")?
+        .reason;
+    Some((
+        s.current_healthy,
+        s.desired_healthy,
+        s.expected_pods,
+        s.disruptions_allowed,
+        reason,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,15 +445,24 @@ async fn a_budget_allows_disruptions_when_enough_pods_are_ready_and_eviction_fol
         let c = Cluster::start();
         let client = c.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
-        nodes.create(&PostParams::default(), &node("n1", "4", json!({}))).await.unwrap();
+        nodes
+            .create(&PostParams::default(), &node("n1", "4", json!({})))
+            .await
+            .unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         for (i, name) in ["p1", "p2", "p3"].iter().enumerate() {
-            pods.create(&PostParams::default(), &web_pod(name, "n1", "http", json!({}))).await.unwrap();
+            pods.create(
+                &PostParams::default(),
+                &web_pod(name, "n1", "http", json!({})),
+            )
+            .await
+            .unwrap();
             set_pod_running(&pods, name, &format!("10.42.0.{}", 31 + i), i < 2).await;
         }
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
         let pdb: PodDisruptionBudget = serde_json::from_value(json!({"metadata": {"name": "web"},
-            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}})).unwrap();
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}))
+        .unwrap();
         pdbs.create(&PostParams::default(), &pdb).await.unwrap();
         eventually("two of three ready: no disruption allowed", || async {
             pdb_status(&pdbs).await == Some((2, 2, 3, 0, "InsufficientPods".into()))
@@ -370,8 +470,14 @@ async fn a_budget_allows_disruptions_when_enough_pods_are_ready_and_eviction_fol
         .await;
         // Without retries, so that a 429 comes back as it is.
         let evictions: Api<Pod> = Api::namespaced(c.client_with(false).await, "default");
-        let refused = evictions.evict("p1", &EvictParams::default()).await.unwrap_err();
-        assert!(matches!(refused, kube::Error::Api(ref s) if s.code == 429), "{refused:?}");
+        let refused = evictions
+            .evict("p1", &EvictParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, kube::Error::Api(ref s) if s.code == 429),
+            "{refused:?}"
+        );
 
         set_pod_running(&pods, "p3", "10.42.0.33", true).await;
         eventually("three ready: one disruption allowed", || async {
@@ -379,12 +485,28 @@ async fn a_budget_allows_disruptions_when_enough_pods_are_ready_and_eviction_fol
         })
         .await;
         let out = ok(&c, 33, &["get", "pdb", "web"]);
-        assert!(out.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(3) == Some("1")), "{out}");
-        evictions.evict("p1", &EvictParams::default()).await.unwrap();
-        let refused = evictions.evict("p2", &EvictParams::default()).await.unwrap_err();
-        assert!(matches!(refused, kube::Error::Api(ref s) if s.code == 429), "{refused:?}");
+        assert!(
+            out.lines()
+                .nth(1)
+                .is_some_and(|l| l.split_whitespace().nth(3) == Some("1")),
+            "{out}"
+        );
+        evictions
+            .evict("p1", &EvictParams::default())
+            .await
+            .unwrap();
+        let refused = evictions
+            .evict("p2", &EvictParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, kube::Error::Api(ref s) if s.code == 429),
+            "{refused:?}"
+        );
         eventually("the evicted pod no longer counts", || async {
-            pdb_status(&pdbs).await.is_some_and(|s| s.0 == 2 && s.3 == 0)
+            pdb_status(&pdbs)
+                .await
+                .is_some_and(|s| s.0 == 2 && s.3 == 0)
         })
         .await;
     })

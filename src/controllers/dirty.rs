@@ -78,7 +78,12 @@ fn retry_delay(error: &Error) -> Duration {
 
 /// Syncs keys as `marks` dirty them, once all `sources` reflectors have listed;
 /// `all_keys` lists the keys [`Mark::All`] stands for. Returns only if the marks end.
-pub async fn drive<S, A, F, Fut>(mut marks: S, sources: usize, all_keys: A, mut sync: F) -> Result<()>
+pub async fn drive<S, A, F, Fut>(
+    mut marks: S,
+    sources: usize,
+    all_keys: A,
+    mut sync: F,
+) -> Result<()>
 where
     S: Stream<Item = Mark> + Unpin,
     A: Fn() -> Vec<String>,
@@ -88,15 +93,13 @@ where
     let mut synced = HashSet::new();
     let mut dirty = BTreeSet::new();
     let mut retry: BTreeMap<String, Instant> = BTreeMap::new();
-    let apply = |mark: Mark, dirty: &mut BTreeSet<String>, synced: &mut HashSet<usize>| {
-        match mark {
-            Mark::Key(k) => {
-                dirty.insert(k);
-            }
-            Mark::All => dirty.extend(all_keys()),
-            Mark::Synced(n) => {
-                synced.insert(n);
-            }
+    let apply = |mark: Mark, dirty: &mut BTreeSet<String>, synced: &mut HashSet<usize>| match mark {
+        Mark::Key(k) => {
+            dirty.insert(k);
+        }
+        Mark::All => dirty.extend(all_keys()),
+        Mark::Synced(n) => {
+            synced.insert(n);
         }
     };
     loop {

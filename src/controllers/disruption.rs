@@ -70,7 +70,11 @@ pub fn scaled(value: &IntOrString, total: i32) -> Result<i32> {
             let percent: i64 = s
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
-                .ok_or_else(|| Error::Invalid(format!("invalid value for IntOrString: invalid value {s:?}")))?;
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "invalid value for IntOrString: invalid value {s:?}"
+                    ))
+                })?;
             Ok(((percent * i64::from(total) + 99) / 100) as i32)
         }
     }
@@ -91,7 +95,13 @@ pub fn expectations(pdb: &PodDisruptionBudget, count: i32, scale: i32) -> Result
     }
 }
 
-fn set_condition(status: &mut PodDisruptionBudgetStatus, reason: &str, ok: bool, message: String, now: &Time) {
+fn set_condition(
+    status: &mut PodDisruptionBudgetStatus,
+    reason: &str,
+    ok: bool,
+    message: String,
+    now: &Time,
+) {
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     let value = if ok { "True" } else { "False" };
     let generation = status.observed_generation;
@@ -130,7 +140,11 @@ pub fn compute(
     let timeout = k8s_openapi::jiff::SignedDuration::try_from(DELETION_TIMEOUT).unwrap_or_default();
     let mut disrupted = BTreeMap::new();
     for pod in pods {
-        let Some(at) = old.disrupted_pods.as_ref().and_then(|d| d.get(&pod.name_any())) else {
+        let Some(at) = old
+            .disrupted_pods
+            .as_ref()
+            .and_then(|d| d.get(&pod.name_any()))
+        else {
             continue;
         };
         let expired = at.0.checked_add(timeout).is_ok_and(|end| end < now);
@@ -157,13 +171,21 @@ pub fn compute(
         expected_pods: expected,
         observed_generation: pdb.metadata.generation,
     };
-    let reason = if allowed > 0 { "SufficientPods" } else { "InsufficientPods" };
+    let reason = if allowed > 0 {
+        "SufficientPods"
+    } else {
+        "InsufficientPods"
+    };
     set_condition(&mut status, reason, allowed > 0, String::new(), &Time(now));
     status
 }
 
 /// The status after a failed sync: nothing may be disrupted (upstream's `failSafe`).
-pub fn fail_safe(pdb: &PodDisruptionBudget, message: String, now: Timestamp) -> PodDisruptionBudgetStatus {
+pub fn fail_safe(
+    pdb: &PodDisruptionBudget,
+    message: String,
+    now: Timestamp,
+) -> PodDisruptionBudgetStatus {
     let mut status = pdb.status.clone().unwrap_or_default();
     status.disruptions_allowed = 0;
     status.observed_generation = pdb.metadata.generation;
@@ -172,7 +194,10 @@ pub fn fail_safe(pdb: &PodDisruptionBudget, message: String, now: Timestamp) -> 
 }
 
 /// The status to write, if it differs from the current one.
-pub fn plan(pdb: &PodDisruptionBudget, status: PodDisruptionBudgetStatus) -> Option<PodDisruptionBudgetStatus> {
+pub fn plan(
+    pdb: &PodDisruptionBudget,
+    status: PodDisruptionBudgetStatus,
+) -> Option<PodDisruptionBudgetStatus> {
     let current = pdb.status.clone().unwrap_or_default();
     let empty_as_none = |s: &PodDisruptionBudgetStatus| {
         let mut s = s.clone();
@@ -195,8 +220,15 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
         Some((Mark::All, ()))
     });
     let marks = futures::stream::select_all([
-        dirty::marks(Api::all(client.clone()), pdb_writer, 0, |p: &PodDisruptionBudget| p.namespace()),
-        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |p| p.namespace()),
+        dirty::marks(
+            Api::all(client.clone()),
+            pdb_writer,
+            0,
+            |p: &PodDisruptionBudget| p.namespace(),
+        ),
+        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |p| {
+            p.namespace()
+        }),
         ticks.boxed(),
     ]);
     let all = {
@@ -239,7 +271,10 @@ async fn sync_namespace(
         if let Some(status) = plan(&pdb, status) {
             let mut updated = pdb.as_ref().clone();
             updated.status = Some(status);
-            if let Err(err) = api.replace_status(&pdb.name_any(), &PostParams::default(), &updated).await {
+            if let Err(err) = api
+                .replace_status(&pdb.name_any(), &PostParams::default(), &updated)
+                .await
+            {
                 first_error = first_error.or(Some(err));
             }
         }
@@ -247,13 +282,23 @@ async fn sync_namespace(
     first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
-fn controller_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references.iter().flatten().find(|o| o.controller == Some(true))
+fn controller_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
 }
 
 /// The summed replicas of the selected pods' controllers, if the budget needs it; pods
 /// without a controller are reported with an `UnmanagedPods` event, as upstream.
-async fn expected_scale(ctx: &Context, ns: &str, pdb: &PodDisruptionBudget, pods: &[&Pod]) -> Result<i32> {
+async fn expected_scale(
+    ctx: &Context,
+    ns: &str,
+    pdb: &PodDisruptionBudget,
+    pods: &[&Pod],
+) -> Result<i32> {
     if !needs_scale(pdb) {
         return Ok(0);
     }
@@ -280,9 +325,15 @@ async fn expected_scale(ctx: &Context, ns: &str, pdb: &PodDisruptionBudget, pods
 
 /// The object whose scale counts for a pod's controller: a ReplicaSet's Deployment
 /// when it has one, else the controller itself.
-async fn scale_target(ctx: &Context, ns: &str, owner: &OwnerReference) -> Result<(String, String, String)> {
+async fn scale_target(
+    ctx: &Context,
+    ns: &str,
+    owner: &OwnerReference,
+) -> Result<(String, String, String)> {
     if owner.kind == "ReplicaSet" {
-        let rs = Api::<ReplicaSet>::namespaced(ctx.client.clone(), ns).get(&owner.name).await?;
+        let rs = Api::<ReplicaSet>::namespaced(ctx.client.clone(), ns)
+            .get(&owner.name)
+            .await?;
         if let Some(dep) = controller_of(&rs.metadata).filter(|o| o.kind == "Deployment") {
             return Ok((dep.kind.clone(), dep.name.clone(), dep.uid.clone()));
         }
@@ -293,13 +344,31 @@ async fn scale_target(ctx: &Context, ns: &str, owner: &OwnerReference) -> Result
 async fn scale_of(ctx: &Context, ns: &str, kind: &str, name: &str) -> Result<i32> {
     let client = ctx.client.clone();
     let scale = match kind {
-        "Deployment" => Api::<Deployment>::namespaced(client, ns).get_scale(name).await?,
-        "ReplicaSet" => Api::<ReplicaSet>::namespaced(client, ns).get_scale(name).await?,
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client, ns).get_scale(name).await?,
-        "ReplicationController" => {
-            Api::<ReplicationController>::namespaced(client, ns).get_scale(name).await?
+        "Deployment" => {
+            Api::<Deployment>::namespaced(client, ns)
+                .get_scale(name)
+                .await?
         }
-        other => return Err(Error::Invalid(format!("pods controlled by a {other} have no scale this controller reads"))),
+        "ReplicaSet" => {
+            Api::<ReplicaSet>::namespaced(client, ns)
+                .get_scale(name)
+                .await?
+        }
+        "StatefulSet" => {
+            Api::<StatefulSet>::namespaced(client, ns)
+                .get_scale(name)
+                .await?
+        }
+        "ReplicationController" => {
+            Api::<ReplicationController>::namespaced(client, ns)
+                .get_scale(name)
+                .await?
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "pods controlled by a {other} have no scale this controller reads"
+            )))
+        }
     };
     Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
 }

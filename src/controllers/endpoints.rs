@@ -95,9 +95,11 @@ pub fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
         Some(IntOrString::String(name)) => {
             let spec = pod.spec.as_ref()?;
             // Sidecars (init containers that keep running) count, as upstream.
-            let sidecars = spec.init_containers.iter().flatten().filter(|c| {
-                c.restart_policy.as_deref() == Some("Always")
-            });
+            let sidecars = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .filter(|c| c.restart_policy.as_deref() == Some("Always"));
             spec.containers
                 .iter()
                 .chain(sidecars)
@@ -295,9 +297,15 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (endpoints, ep_writer) = reflector::store::<Endpoints>();
     let marks = futures::stream::select_all([
-        dirty::marks(Api::<Service>::all(client.clone()), svc_writer, 0, |o| o.namespace()),
-        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |o| o.namespace()),
-        dirty::marks(Api::<Endpoints>::all(client.clone()), ep_writer, 2, |o| o.namespace()),
+        dirty::marks(Api::<Service>::all(client.clone()), svc_writer, 0, |o| {
+            o.namespace()
+        }),
+        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |o| {
+            o.namespace()
+        }),
+        dirty::marks(Api::<Endpoints>::all(client.clone()), ep_writer, 2, |o| {
+            o.namespace()
+        }),
     ]);
     let all_namespaces = {
         let (services, endpoints) = (services.clone(), endpoints.clone());
@@ -344,7 +352,10 @@ async fn sync_namespace(
         let outcome = match plan(svc, &ns_pods, current.get(&name)) {
             Plan::Keep => Ok(()),
             Plan::Create(ep) => api.create(&PostParams::default(), &ep).await.map(drop),
-            Plan::Update(ep) => api.replace(&name, &PostParams::default(), &ep).await.map(drop),
+            Plan::Update(ep) => api
+                .replace(&name, &PostParams::default(), &ep)
+                .await
+                .map(drop),
         };
         match outcome {
             Ok(()) => {}

@@ -49,7 +49,11 @@ pub struct Content {
 
 fn port_key(p: &EndpointPort) -> (String, i32, String) {
     let name = p.name.clone().unwrap_or_default();
-    (name, p.port.unwrap_or(0), p.protocol.clone().unwrap_or_default())
+    (
+        name,
+        p.port.unwrap_or(0),
+        p.protocol.clone().unwrap_or_default(),
+    )
 }
 
 fn endpoint_key(e: &Endpoint) -> (Vec<String>, String) {
@@ -244,11 +248,18 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
     let marks = futures::stream::select_all([
-        dirty::marks(Api::<Service>::all(client.clone()), svc_writer, 0, |o| o.namespace()),
-        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |o| o.namespace()),
-        dirty::marks(Api::all(client.clone()), slice_writer, 2, |o: &EndpointSlice| {
+        dirty::marks(Api::<Service>::all(client.clone()), svc_writer, 0, |o| {
             o.namespace()
         }),
+        dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 1, |o| {
+            o.namespace()
+        }),
+        dirty::marks(
+            Api::all(client.clone()),
+            slice_writer,
+            2,
+            |o: &EndpointSlice| o.namespace(),
+        ),
         // A node's zone is in every slice of its pods.
         dirty::marks(Api::<Node>::all(client.clone()), node_writer, 3, |_| None)
             .map(|m| match m {

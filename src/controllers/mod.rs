@@ -115,9 +115,34 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    spawn(tasks, "endpoints", shutdown, endpoints::run(context("endpoint-controller")));
-    spawn(tasks, "endpointslice", shutdown, endpointslice::run(context("endpoint-slice-controller")));
-    spawn(tasks, "disruption", shutdown, disruption::run(context("disruption-controller")));
-    spawn(tasks, "nodeipam", shutdown, nodeipam::run(context("node-ipam-controller")));
-    spawn(tasks, "nodelifecycle", shutdown, nodelifecycle::run(context("node-controller")));
+    spawn(
+        tasks,
+        "endpoints",
+        shutdown,
+        endpoints::run(context("endpoint-controller")),
+    );
+    spawn(
+        tasks,
+        "endpointslice",
+        shutdown,
+        endpointslice::run(context("endpoint-slice-controller")),
+    );
+    spawn(
+        tasks,
+        "disruption",
+        shutdown,
+        disruption::run(context("disruption-controller")),
+    );
+    spawn(
+        tasks,
+        "nodeipam",
+        shutdown,
+        nodeipam::run(context("node-ipam-controller")),
+    );
+    spawn(
+        tasks,
+        "nodelifecycle",
+        shutdown,
+        nodelifecycle::run(context("node-controller")),
+    );
 }

@@ -65,7 +65,9 @@ impl CidrSet {
     /// Takes the next free block.
     pub fn allocate(&mut self) -> Option<Ipv4Cidr> {
         let n = self.used.len();
-        let index = (0..n).map(|i| (self.next + i) % n).find(|i| !self.used[*i])?;
+        let index = (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|i| !self.used[*i])?;
         self.used[index] = true;
         self.next = (index + 1) % n;
         self.block(index)
@@ -116,7 +118,12 @@ pub enum Step {
 
 fn node_cidr(node: &Node) -> Option<Ipv4Cidr> {
     let spec = node.spec.as_ref()?;
-    let first = spec.pod_cidrs.iter().flatten().next().or(spec.pod_cidr.as_ref())?;
+    let first = spec
+        .pod_cidrs
+        .iter()
+        .flatten()
+        .next()
+        .or(spec.pod_cidr.as_ref())?;
     first.parse().ok()
 }
 
@@ -194,8 +201,8 @@ impl Allocator {
 /// Runs the controller until it fails.
 pub async fn run(ctx: Arc<Context>) -> Result<()> {
     let config = &ctx.config;
-    let allocator = Allocator::new(config.cluster_cidr, config.node_cidr_mask_size)
-        .ok_or_else(|| {
+    let allocator =
+        Allocator::new(config.cluster_cidr, config.node_cidr_mask_size).ok_or_else(|| {
             Error::Invalid(format!(
                 "cannot cut {} into /{} blocks",
                 config.cluster_cidr, config.node_cidr_mask_size
@@ -245,8 +252,12 @@ async fn sync_node(
         }
         Step::Assign(cidr) => {
             let api: Api<Node> = Api::all(ctx.client.clone());
-            let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
-            match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            let patch =
+                json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(node = name, cidr = %cidr, "Pod CIDR assigned.");
                     Ok(())

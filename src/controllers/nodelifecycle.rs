@@ -43,9 +43,17 @@ const OTHER_CONDITIONS: [&str; 3] = ["MemoryPressure", "DiskPressure", "PIDPress
 const CONDITION_TAINTS: [(&str, &str, &str); 6] = [
     ("Ready", "False", NOT_READY),
     ("Ready", "Unknown", UNREACHABLE),
-    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    (
+        "MemoryPressure",
+        "True",
+        "node.kubernetes.io/memory-pressure",
+    ),
     ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
-    ("NetworkUnavailable", "True", "node.kubernetes.io/network-unavailable"),
+    (
+        "NetworkUnavailable",
+        "True",
+        "node.kubernetes.io/network-unavailable",
+    ),
     ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
 ];
 
@@ -139,11 +147,15 @@ pub fn desired_taints(node: &Node, now: &Time) -> Option<Vec<Taint>> {
         }
     }
     if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        wanted.push(taint("node.kubernetes.io/unschedulable", "NoSchedule", false));
+        wanted.push(taint(
+            "node.kubernetes.io/unschedulable",
+            "NoSchedule",
+            false,
+        ));
     }
     let kept: Vec<&Taint> = current.iter().filter(|t| managed(t)).collect();
-    let same = kept.len() == wanted.len()
-        && wanted.iter().all(|w| kept.iter().any(|k| same_taint(k, w)));
+    let same =
+        kept.len() == wanted.len() && wanted.iter().all(|w| kept.iter().any(|k| same_taint(k, w)));
     if same {
         return None;
     }
@@ -171,7 +183,8 @@ pub enum Tolerance {
 pub fn toleration_time(taints: &[Taint], tolerations: &[Toleration]) -> Tolerance {
     let mut least: Option<Duration> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         if matching.is_empty() {
             return Tolerance::None;
         }
@@ -227,17 +240,31 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
     });
     let marks = futures::stream::select_all([
         dirty::marks(Api::<Node>::all(client.clone()), node_writer, 0, |_| None),
-        dirty::marks(Api::namespaced(client.clone(), LEASE_NAMESPACE), lease_writer, 1, |_| None),
+        dirty::marks(
+            Api::namespaced(client.clone(), LEASE_NAMESPACE),
+            lease_writer,
+            1,
+            |_| None,
+        ),
         dirty::marks(Api::<Pod>::all(client.clone()), pod_writer, 2, |_| None),
         ticks.boxed(),
     ]);
-    let stores = Arc::new(Stores { nodes, leases, pods });
+    let stores = Arc::new(Stores {
+        nodes,
+        leases,
+        pods,
+    });
     let state = Arc::new(tokio::sync::Mutex::new(State::default()));
     // Every mark means one pass over all nodes: the key is a constant.
-    dirty::drive(marks.boxed(), 3, || vec![String::new()], |_| {
-        let (ctx, stores, state) = (ctx.clone(), stores.clone(), state.clone());
-        async move { pass(&ctx, &stores, &mut *state.lock().await, grace).await }
-    })
+    dirty::drive(
+        marks.boxed(),
+        3,
+        || vec![String::new()],
+        |_| {
+            let (ctx, stores, state) = (ctx.clone(), stores.clone(), state.clone());
+            async move { pass(&ctx, &stores, &mut *state.lock().await, grace).await }
+        },
+    )
     .await
 }
 
@@ -259,16 +286,24 @@ async fn pass(ctx: &Context, stores: &Stores, state: &mut State, grace: Duration
             .leases
             .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
         let heartbeat = condition(&node, "Ready").and_then(|c| c.last_heartbeat_time.clone());
-        let renew = lease
-            .as_ref()
-            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0.to_string()));
+        let renew = lease.as_ref().and_then(|l| {
+            l.spec
+                .as_ref()?
+                .renew_time
+                .as_ref()
+                .map(|t| t.0.to_string())
+        });
         let health = state.health.entry(name.clone()).or_insert(Health {
             heartbeat: heartbeat.clone(),
             renew: renew.clone(),
             probed: now,
         });
         if health.heartbeat != heartbeat || health.renew != renew {
-            *health = Health { heartbeat, renew, probed: now };
+            *health = Health {
+                heartbeat,
+                renew,
+                probed: now,
+            };
         }
         if now.duration_since(health.probed) > grace {
             if let Some(conditions) = stale_conditions(&node, &now_time) {
@@ -287,7 +322,12 @@ async fn pass(ctx: &Context, stores: &Stores, state: &mut State, grace: Duration
                     }
                 }
                 if was_ready {
-                    ctx.events.record(&node, "Normal", "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+                    ctx.events.record(
+                        &node,
+                        "Normal",
+                        "NodeNotReady",
+                        format!("Node {name} status is now: NodeNotReady"),
+                    );
                 }
             }
         }
@@ -327,15 +367,28 @@ async fn handle_pods(
     let mut first_error = None;
     let mut seen = HashSet::new();
     for pod in stores.pods.state() {
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).and_then(|n| nodes.get(n)) else {
+        let Some(node) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .and_then(|n| nodes.get(n))
+        else {
             continue;
         };
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let key = pod_key(&pod);
-        let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-        let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
         let at = match toleration_time(&taints, &tolerations) {
             Tolerance::Forever => None,
             Tolerance::None => Some(now),
@@ -360,12 +413,24 @@ async fn handle_pods(
             }
         }
     }
-    let cancelled: Vec<String> = state.evictions.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+    let cancelled: Vec<String> = state
+        .evictions
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .cloned()
+        .collect();
     for key in cancelled {
         state.evictions.remove(&key);
         if let Some((ns, name)) = key.split_once('/') {
-            if let Some(pod) = stores.pods.get(&ObjectRef::new(name).within(ns)) {
-                ctx.events.record(pod.as_ref(), "Normal", "TaintManagerEviction", format!("Cancelling deletion of Pod {key}"));
+            let pod = stores.pods.get(&ObjectRef::new(name).within(ns));
+            // A pod deleted (by this controller or anyone) is no cancelled eviction.
+            if let Some(pod) = pod.filter(|p| p.metadata.deletion_timestamp.is_none()) {
+                ctx.events.record(
+                    pod.as_ref(),
+                    "Normal",
+                    "TaintManagerEviction",
+                    format!("Cancelling deletion of Pod {key}"),
+                );
             }
         }
     }
@@ -378,7 +443,12 @@ async fn evict(ctx: &Context, pod: &Pod) -> Result<(), kube::Error> {
     let key = pod_key(pod);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     tracing::info!(pod = %key, "Deleting a pod that does not tolerate its node's taints.");
-    ctx.events.record(pod, "Normal", "TaintManagerEviction", format!("Marking for deletion Pod {key}"));
+    ctx.events.record(
+        pod,
+        "Normal",
+        "TaintManagerEviction",
+        format!("Marking for deletion Pod {key}"),
+    );
     let mut conditions = pod
         .status
         .as_ref()
@@ -395,7 +465,14 @@ async fn evict(ctx: &Context, pod: &Pod) -> Result<(), kube::Error> {
         });
         let patch = json!({"status": {"conditions": conditions}});
         // The deletion matters; a pod that changed meanwhile goes without the condition.
-        match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) | Err(kube::Error::Api(_)) => {}
             Err(err) => return Err(err),
         }
@@ -409,8 +486,15 @@ async fn evict(ctx: &Context, pod: &Pod) -> Result<(), kube::Error> {
 
 /// Upstream's `MarkPodsNotReady`: a pod of an unreachable node is not Ready.
 async fn mark_not_ready(ctx: &Context, pod: &Pod) -> Result<(), kube::Error> {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    if !conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if !conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+    {
         return Ok(());
     }
     let conditions: Vec<_> = conditions
@@ -426,9 +510,17 @@ async fn mark_not_ready(ctx: &Context, pod: &Pod) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version},
                        "status": {"conditions": conditions}});
-    match api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => {
-            ctx.events.record(pod, "Warning", "NodeNotReady", "Node is not ready".into());
+            ctx.events
+                .record(pod, "Warning", "NodeNotReady", "Node is not ready".into());
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

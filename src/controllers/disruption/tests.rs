@@ -25,7 +25,10 @@ fn now() -> Timestamp {
 
 #[test]
 fn min_available_int_counts_the_selected_pods() {
-    let p = pdb(json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let p = pdb(
+        json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     let (a, b, c) = (pod("a", true), pod("b", true), pod("c", true));
     let mut other = pod("d", true);
     other.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
@@ -35,17 +38,32 @@ fn min_available_int_counts_the_selected_pods() {
     let (expected, desired) = expectations(&p, 3, 0).unwrap();
     let status = compute(&p, &pods, expected, desired, now());
     assert_eq!(
-        (status.current_healthy, status.desired_healthy, status.expected_pods, status.disruptions_allowed),
+        (
+            status.current_healthy,
+            status.desired_healthy,
+            status.expected_pods,
+            status.disruptions_allowed
+        ),
         (3, 2, 3, 1)
     );
     assert_eq!(status.observed_generation, Some(2));
     let cond = &status.conditions.as_ref().unwrap()[0];
-    assert_eq!((cond.type_.as_str(), cond.status.as_str(), cond.reason.as_str()), (CONDITION, "True", "SufficientPods"));
+    assert_eq!(
+        (
+            cond.type_.as_str(),
+            cond.status.as_str(),
+            cond.reason.as_str()
+        ),
+        (CONDITION, "True", "SufficientPods")
+    );
 }
 
 #[test]
 fn too_few_ready_pods_allow_no_disruption() {
-    let p = pdb(json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let p = pdb(
+        json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     let (a, b) = (pod("a", true), pod("b", false));
     let status = compute(&p, &[&a, &b], 2, 2, now());
     assert_eq!((status.current_healthy, status.disruptions_allowed), (1, 0));
@@ -54,13 +72,22 @@ fn too_few_ready_pods_allow_no_disruption() {
 
 #[test]
 fn percentages_and_max_unavailable_scale_from_the_controllers() {
-    let max = pdb(json!({"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let max = pdb(
+        json!({"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     assert!(needs_scale(&max));
     // 50% of 3 rounds up to 2 unavailable, so 1 must stay.
     assert_eq!(expectations(&max, 2, 3).unwrap(), (3, 1));
-    let min = pdb(json!({"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let min = pdb(
+        json!({"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     assert_eq!(expectations(&min, 2, 3).unwrap(), (3, 2));
-    let one = pdb(json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let one = pdb(
+        json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     assert_eq!(expectations(&one, 3, 3).unwrap(), (3, 2));
     assert!(scaled(&IntOrString::String("x%".into()), 3).is_err());
 }
@@ -84,7 +111,10 @@ fn an_empty_selector_selects_nothing_and_unchanged_status_is_not_written() {
     let p = pdb(json!({"minAvailable": 1, "selector": {}}), json!({}));
     let a = pod("a", true);
     assert!(selected(&p, &[&a]).is_empty());
-    let p = pdb(json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}), json!({}));
+    let p = pdb(
+        json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}),
+        json!({}),
+    );
     let status = compute(&p, &[&a], 1, 1, now());
     let mut written = p.clone();
     written.status = Some(status);

@@ -54,8 +54,10 @@ fn ready_and_not_ready_pods_go_to_their_lists_and_pods_without_ip_are_left_out()
 
 #[test]
 fn publish_not_ready_addresses_lists_every_pod_as_ready() {
-    let svc = service(json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true,
-        "ports": [{"port": 80, "targetPort": 8080}]}));
+    let svc = service(
+        json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true,
+        "ports": [{"port": 80, "targetPort": 8080}]}),
+    );
     let b = pod("b", "10.42.0.3", false);
     let subsets = desired_subsets(&svc, &[&b]);
     assert_eq!(ips(&subsets[0].addresses), ["10.42.0.3"]);
@@ -94,7 +96,10 @@ fn hostname_is_set_when_the_subdomain_names_the_service() {
     assert_eq!(addr.hostname.as_deref(), Some("a-host"));
     // Headless without ports still lists the pod, and the objects carry the headless label.
     assert!(subsets[0].ports.is_none());
-    assert_eq!(endpoint_labels(&svc).get(HEADLESS_LABEL), Some(&String::new()));
+    assert_eq!(
+        endpoint_labels(&svc).get(HEADLESS_LABEL),
+        Some(&String::new())
+    );
 }
 
 #[test]
@@ -120,12 +125,18 @@ fn plan_writes_only_when_something_changed() {
         panic!("expected a create");
     };
     assert_eq!(
-        created.annotations().get(TRIGGER_TIME_ANNOTATION).map(String::as_str),
+        created
+            .annotations()
+            .get(TRIGGER_TIME_ANNOTATION)
+            .map(String::as_str),
         Some("2026-01-01T00:00:05Z")
     );
     assert_eq!(plan(&svc, &[&a], Some(&created)), Plan::Keep);
     let b = pod("b", "10.42.0.3", true);
-    assert!(matches!(plan(&svc, &[&a, &b], Some(&created)), Plan::Update(_)));
+    assert!(matches!(
+        plan(&svc, &[&a, &b], Some(&created)),
+        Plan::Update(_)
+    ));
 }
 
 #[test]

@@ -38,7 +38,10 @@ fn conditions_node_zone_and_labels_follow_upstream() {
     assert_eq!(labels[SERVICE_NAME_LABEL], "web");
     assert_eq!(labels[MANAGED_BY_LABEL], CONTROLLER_NAME);
     let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Service", "svc-uid"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Service", "svc-uid")
+    );
     let ports = s.ports.as_ref().unwrap();
     assert_eq!(ports[0].port, Some(8080));
     let a_ep = &s.endpoints[0];
@@ -46,7 +49,10 @@ fn conditions_node_zone_and_labels_follow_upstream() {
     assert_eq!(a_ep.zone.as_deref(), Some("zone-a"));
     assert_eq!(a_ep.node_name.as_deref(), Some("n1"));
     let c = a_ep.conditions.as_ref().unwrap();
-    assert_eq!((c.ready, c.serving, c.terminating), (Some(true), Some(true), Some(false)));
+    assert_eq!(
+        (c.ready, c.serving, c.terminating),
+        (Some(true), Some(true), Some(false))
+    );
     let c = s.endpoints[1].conditions.as_ref().unwrap();
     assert_eq!((c.ready, c.serving), (Some(false), Some(false)));
 }
@@ -58,13 +64,22 @@ fn a_terminating_ready_pod_is_serving_but_not_ready() {
     let a: Pod = serde_json::from_value(v).unwrap();
     let slices = desired(&web(), &[&a], &zones());
     let c = slices[0].endpoints[0].conditions.clone().unwrap();
-    assert_eq!((c.ready, c.serving, c.terminating), (Some(false), Some(true), Some(true)));
+    assert_eq!(
+        (c.ready, c.serving, c.terminating),
+        (Some(false), Some(true), Some(true))
+    );
 }
 
 #[test]
 fn slices_hold_at_most_a_hundred_endpoints() {
     let pods: Vec<Pod> = (0..250)
-        .map(|i| pod(&format!("p{i}"), &format!("10.42.{}.{}", i / 200, i % 200 + 1), true))
+        .map(|i| {
+            pod(
+                &format!("p{i}"),
+                &format!("10.42.{}.{}", i / 200, i % 200 + 1),
+                true,
+            )
+        })
         .collect();
     let refs: Vec<&Pod> = pods.iter().collect();
     let sizes: Vec<usize> = desired(&web(), &refs, &zones())

@@ -24,13 +24,19 @@ fn nodes_get_distinct_blocks_in_order() {
     assert_eq!(second, Step::Assign("10.42.1.0/24".parse().unwrap()));
     // Not seen written yet: the same block again, not a new one.
     assert_eq!(a.step("n1", Some(&node("n1", None))), first);
-    assert_eq!(a.step("n1", Some(&node("n1", Some("10.42.0.0/24")))), Step::Nothing);
+    assert_eq!(
+        a.step("n1", Some(&node("n1", Some("10.42.0.0/24")))),
+        Step::Nothing
+    );
 }
 
 #[test]
 fn blocks_nodes_hold_are_never_handed_out_again() {
     let mut a = allocator("10.42.0.0/16", 24);
-    let held = [node("old", Some("10.42.0.0/24")), node("older", Some("10.42.1.0/24"))];
+    let held = [
+        node("old", Some("10.42.0.0/24")),
+        node("older", Some("10.42.1.0/24")),
+    ];
     a.prime(held.iter());
     assert_eq!(
         a.step("new", Some(&node("new", None))),
@@ -42,10 +48,22 @@ fn blocks_nodes_hold_are_never_handed_out_again() {
 fn a_deleted_nodes_block_is_reused_and_a_full_range_says_so_once() {
     let mut a = allocator("10.42.0.0/23", 24);
     a.prime([]);
-    assert!(matches!(a.step("n1", Some(&node("n1", None))), Step::Assign(_)));
-    assert!(matches!(a.step("n2", Some(&node("n2", None))), Step::Assign(_)));
-    assert_eq!(a.step("n3", Some(&node("n3", None))), Step::Full { notify: true });
-    assert_eq!(a.step("n3", Some(&node("n3", None))), Step::Full { notify: false });
+    assert!(matches!(
+        a.step("n1", Some(&node("n1", None))),
+        Step::Assign(_)
+    ));
+    assert!(matches!(
+        a.step("n2", Some(&node("n2", None))),
+        Step::Assign(_)
+    ));
+    assert_eq!(
+        a.step("n3", Some(&node("n3", None))),
+        Step::Full { notify: true }
+    );
+    assert_eq!(
+        a.step("n3", Some(&node("n3", None))),
+        Step::Full { notify: false }
+    );
     assert_eq!(a.step("n1", None), Step::Nothing);
     assert_eq!(
         a.step("n3", Some(&node("n3", None))),

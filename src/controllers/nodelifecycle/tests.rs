@@ -21,7 +21,10 @@ fn now() -> Time {
 }
 
 fn keys(taints: &[Taint]) -> Vec<(String, String)> {
-    taints.iter().map(|t| (t.key.clone(), t.effect.clone())).collect()
+    taints
+        .iter()
+        .map(|t| (t.key.clone(), t.effect.clone()))
+        .collect()
 }
 
 #[test]
@@ -31,8 +34,14 @@ fn a_silent_node_gets_every_condition_unknown_once() {
     let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.status, "Unknown");
     assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
-    assert_eq!(ready.message.as_deref(), Some("Kubelet stopped posting node status."));
-    let memory = conditions.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("Kubelet stopped posting node status.")
+    );
+    let memory = conditions
+        .iter()
+        .find(|c| c.type_ == "MemoryPressure")
+        .unwrap();
     assert_eq!(memory.reason.as_deref(), Some("NodeStatusNeverUpdated"));
     let mut n = n;
     n.status.as_mut().unwrap().conditions = Some(conditions);
@@ -51,7 +60,10 @@ fn ready_unknown_taints_unreachable_and_false_taints_not_ready() {
     );
     assert!(taints[0].time_added.is_some());
     let taints = desired_taints(&node(Some("False"), json!([])), &now()).unwrap();
-    assert_eq!(keys(&taints)[0], (NOT_READY.to_string(), "NoExecute".to_string()));
+    assert_eq!(
+        keys(&taints)[0],
+        (NOT_READY.to_string(), "NoExecute".to_string())
+    );
 }
 
 #[test]
@@ -61,8 +73,18 @@ fn taints_go_when_the_node_is_back_and_others_stay() {
         json!([{"key": UNREACHABLE, "effect": "NoExecute"}, {"key": "own", "effect": "NoSchedule"}]),
     );
     let taints = desired_taints(&n, &now()).unwrap();
-    assert_eq!(keys(&taints), [("own".to_string(), "NoSchedule".to_string())]);
-    assert!(desired_taints(&node(Some("True"), json!([{"key": "own", "effect": "NoSchedule"}])), &now()).is_none());
+    assert_eq!(
+        keys(&taints),
+        [("own".to_string(), "NoSchedule".to_string())]
+    );
+    assert!(desired_taints(
+        &node(
+            Some("True"),
+            json!([{"key": "own", "effect": "NoSchedule"}])
+        ),
+        &now()
+    )
+    .is_none());
     let tainted = node(
         Some("Unknown"),
         json!([{"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "2026-01-01T00:01:00Z"},
@@ -86,10 +108,22 @@ fn toleration_time_is_the_least_of_the_matching_tolerations() {
     let taints = desired_taints(&node(Some("Unknown"), json!([])), &now()).unwrap();
     assert_eq!(toleration_time(&taints, &[]), Tolerance::None);
     assert_eq!(
-        toleration_time(&taints, &[toleration(UNREACHABLE, Some(300)), toleration(UNREACHABLE, Some(2))]),
+        toleration_time(
+            &taints,
+            &[
+                toleration(UNREACHABLE, Some(300)),
+                toleration(UNREACHABLE, Some(2))
+            ]
+        ),
         Tolerance::For(Duration::from_secs(2))
     );
-    assert_eq!(toleration_time(&taints, &[toleration(UNREACHABLE, None)]), Tolerance::Forever);
-    assert_eq!(toleration_time(&taints, &[toleration(NOT_READY, Some(5))]), Tolerance::None);
+    assert_eq!(
+        toleration_time(&taints, &[toleration(UNREACHABLE, None)]),
+        Tolerance::Forever
+    );
+    assert_eq!(
+        toleration_time(&taints, &[toleration(NOT_READY, Some(5))]),
+        Tolerance::None
+    );
     assert_eq!(toleration_time(&[], &[]), Tolerance::Forever);
 }
