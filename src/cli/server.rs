@@ -428,3 +428,20 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         shutdown.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_cidr_mask_size_must_fit_the_cluster_cidr() {
+        let cluster: Ipv4Cidr = "10.42.0.0/16".parse().unwrap();
+        assert!(check_node_cidr_mask_size(cluster, 24).is_ok());
+        assert!(check_node_cidr_mask_size(cluster, 16).is_ok());
+        assert!(check_node_cidr_mask_size(cluster, 15).is_err());
+        assert!(check_node_cidr_mask_size(cluster, 31).is_err());
+        let wide: Ipv4Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(check_node_cidr_mask_size(wide, 25).is_err());
+        assert!(check_node_cidr_mask_size(wide, 24).is_ok());
+    }
+}
