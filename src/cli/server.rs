@@ -120,9 +120,19 @@ pub struct ServerArgs {
     #[arg(long, env = "SKIFF_DISABLE_CONTROLLER_MANAGER")]
     pub disable_controller_manager: bool,
 
-    /// The range pod addresses come from; each node gets a /24 of it.
+    /// The range pod addresses come from; each node gets a block of it.
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = parse_cluster_cidr)]
     pub cluster_cidr: Ipv4Cidr,
+
+    /// The prefix length of each node's block of the cluster CIDR.
+    #[arg(long, env = "SKIFF_NODE_CIDR_MASK_SIZE", default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+
+    /// How long a node may go without renewing its Lease (or posting status) before it
+    /// is marked unreachable.
+    #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "40s",
+          value_parser = super::parse_duration)]
+    pub node_monitor_grace_period: Duration,
 
     /// Run without the embedded agent (this build has none yet, so it is always off).
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
@@ -142,18 +152,29 @@ fn parse_service_cidr(text: &str) -> Result<Ipv4Cidr, String> {
 }
 
 fn parse_cluster_cidr(text: &str) -> Result<Ipv4Cidr, String> {
-    let cidr: Ipv4Cidr = text.parse().map_err(|e| format!("{e}"))?;
-    if cidr.prefix() > NODE_CIDR_MASK_SIZE {
-        return Err(format!(
-            "{text} has a /{} mask; it must hold at least one /{NODE_CIDR_MASK_SIZE} per node, so use a mask of /{NODE_CIDR_MASK_SIZE} or wider",
-            cidr.prefix()
-        ));
-    }
-    Ok(cidr)
+    text.parse().map_err(|e| format!("{e}"))
 }
 
-/// The prefix length of every node's podCIDR, as k3s.
-const NODE_CIDR_MASK_SIZE: u8 = 24;
+/// Checks `--node-cidr-mask-size` against `--cluster-cidr`: a node's block must fit in
+/// the range, be no smaller than a /30, and the range hold at most 2^16 of them (as
+/// kube-controller-manager).
+fn check_node_cidr_mask_size(cluster: Ipv4Cidr, mask: u8) -> Result<()> {
+    if mask > 30 {
+        anyhow::bail!("--node-cidr-mask-size {mask} is too long; use /30 or shorter");
+    }
+    if mask < cluster.prefix() {
+        anyhow::bail!(
+            "--node-cidr-mask-size {mask} is shorter than --cluster-cidr {cluster}: each node's block must fit in the cluster CIDR"
+        );
+    }
+    if mask - cluster.prefix() > 16 {
+        anyhow::bail!(
+            "--node-cidr-mask-size {mask} cuts --cluster-cidr {cluster} into more than 65536 blocks; use a mask of /{} or shorter",
+            cluster.prefix() + 16
+        );
+    }
+    Ok(())
+}
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("invalid port range {text:?}: give it as FIRST-LAST, such as 30000-32767");
@@ -199,6 +220,10 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let config = args.store_config()?;
     if args.datastore_compact_min_retain < 0 {
         anyhow::bail!("--datastore-compact-min-retain must not be negative");
+    }
+    check_node_cidr_mask_size(args.cluster_cidr, args.node_cidr_mask_size)?;
+    if args.node_monitor_grace_period.is_zero() {
+        anyhow::bail!("--node-monitor-grace-period must be longer than zero");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -247,7 +272,8 @@ async fn serve(args: ServerArgs, config: StoreConfig) -> Result<()> {
     if !args.disable_controller_manager {
         let config = controllers::Config {
             cluster_cidr: args.cluster_cidr,
-            node_cidr_mask_size: NODE_CIDR_MASK_SIZE,
+            node_cidr_mask_size: args.node_cidr_mask_size,
+            node_monitor_grace_period: args.node_monitor_grace_period,
             root_ca_pem,
         };
         let client = api.client(User::component("kube-controller-manager"));
@@ -401,4 +427,21 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         }
         shutdown.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_cidr_mask_size_must_fit_the_cluster_cidr() {
+        let cluster: Ipv4Cidr = "10.42.0.0/16".parse().unwrap();
+        assert!(check_node_cidr_mask_size(cluster, 24).is_ok());
+        assert!(check_node_cidr_mask_size(cluster, 16).is_ok());
+        assert!(check_node_cidr_mask_size(cluster, 15).is_err());
+        assert!(check_node_cidr_mask_size(cluster, 31).is_err());
+        let wide: Ipv4Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(check_node_cidr_mask_size(wide, 25).is_err());
+        assert!(check_node_cidr_mask_size(wide, 24).is_ok());
+    }
 }

@@ -20,8 +20,14 @@ use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
 
+pub mod dirty;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod resources;
 pub mod rootcacert;
@@ -34,8 +40,11 @@ use crate::k8s::events::EventSink;
 pub struct Config {
     /// The range pods' addresses come from (`--cluster-cidr`).
     pub cluster_cidr: Ipv4Cidr,
-    /// The prefix length of each node's podCIDR (k3s: /24).
+    /// The prefix length of each node's podCIDR (`--node-cidr-mask-size`, k3s: /24).
     pub node_cidr_mask_size: u8,
+    /// How long a node may go unheard before it is marked unreachable
+    /// (`--node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace_period: Duration,
     /// The cluster CA certificate (PEM), published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: String,
 }
@@ -125,4 +134,34 @@ pub fn spawn_all(
     spawn(tasks, "podgc", shutdown, pgc);
     let ttl = ttlafterfinished::run(context("ttl-after-finished-controller"));
     spawn(tasks, "ttlafterfinished", shutdown, ttl);
+    spawn(
+        tasks,
+        "endpoints",
+        shutdown,
+        endpoints::run(context("endpoint-controller")),
+    );
+    spawn(
+        tasks,
+        "endpointslice",
+        shutdown,
+        endpointslice::run(context("endpoint-slice-controller")),
+    );
+    spawn(
+        tasks,
+        "disruption",
+        shutdown,
+        disruption::run(context("disruption-controller")),
+    );
+    spawn(
+        tasks,
+        "nodeipam",
+        shutdown,
+        nodeipam::run(context("node-ipam-controller")),
+    );
+    spawn(
+        tasks,
+        "nodelifecycle",
+        shutdown,
+        nodelifecycle::run(context("node-controller")),
+    );
 }
