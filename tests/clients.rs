@@ -196,7 +196,8 @@ async fn status_is_written_only_through_the_status_subresource() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Patch, PatchParams};
     tokio::time::timeout(Duration::from_secs(60), async {
-        let c = start();
+        // The API server alone: the deployment controller would write this status too.
+        let c = Cluster::start_with(|_| vec!["--disable-controller-manager".into()]);
         let client = client(&c).await;
         let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
         let deploy: Deployment = serde_json::from_value(serde_json::json!({
