@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks. Usage: scripts/bench.sh [store|api|scheduler] [--quick]
+# Benchmarks. Usage: scripts/bench.sh [store|api|scheduler|controllers] [--quick]
 # Prints a table; keep the latest one, the command and the machine in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +11,6 @@ case "$what" in
   store) cargo bench --quiet --bench store -- "$@" ;;
   api) cargo bench --quiet --bench api -- "$@" ;;
   scheduler) cargo bench --quiet --bench scheduler -- "$@" ;;
-  *) echo "bench: unknown benchmark '$what' (known: store, api, scheduler)" >&2; exit 2 ;;
+  controllers) cargo bench --quiet --bench controllers -- "$@" ;;
+  *) echo "bench: unknown benchmark '$what' (known: store, api, scheduler, controllers)" >&2; exit 2 ;;
 esac
