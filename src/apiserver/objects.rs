@@ -17,11 +17,41 @@ pub fn from_stored(kv: &KeyValue) -> ApiResult<Value> {
 
 /// The bytes stored for an object: its JSON without resourceVersion.
 pub fn to_stored(obj: &Value) -> Vec<u8> {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default()
+}
+
+/// An object serialized as it is, except for `metadata.resourceVersion`: the store's
+/// revision is the resourceVersion, so it is not kept twice. Serializing through this
+/// spares a copy of the whole object on every write.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(map) = self.0 else {
+            return serde::Serialize::serialize(self.0, s);
+        };
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (key, value) in map {
+            match value {
+                Value::Object(meta) if key == "metadata" => {
+                    let kept = meta.iter().filter(|(k, _)| *k != "resourceVersion");
+                    out.serialize_entry(key, &MapOf(kept.collect()))?;
+                }
+                _ => out.serialize_entry(key, value)?,
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+/// Borrowed entries serialized as a JSON object.
+struct MapOf<'a>(Vec<(&'a String, &'a Value)>);
+
+impl serde::Serialize for MapOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().copied())
+    }
 }
 
 /// Sets `metadata.resourceVersion`.
@@ -146,6 +176,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn stored_bytes_are_the_object_without_its_resource_version() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "c", "resourceVersion": "42", "uid": "u"},
+                         "data": {"resourceVersion": "kept"}});
+        let stored: Value = serde_json::from_slice(&to_stored(&obj)).unwrap();
+        let mut expected = obj.clone();
+        expected["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        assert_eq!(stored, expected);
+        assert_eq!(to_stored(&json!("plain")), b"\"plain\"");
+    }
     use crate::apiserver::resources::find;
 
     #[test]
