@@ -18,6 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub mod claim;
+pub mod replicaset;
+
 use crate::k8s::cidr::Ipv4Cidr;
 use crate::k8s::events::EventSink;
 
@@ -105,6 +108,5 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    let _ = &context;
-    let _ = tasks;
+    spawn(tasks, "replicaset", shutdown, replicaset::run(context("replicaset-controller")));
 }
