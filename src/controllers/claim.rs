@@ -81,7 +81,11 @@ where
     patch_refs(api, meta, refs).await
 }
 
-async fn patch_refs<K>(api: &Api<K>, meta: &ObjectMeta, refs: Vec<OwnerReference>) -> kube::Result<K>
+async fn patch_refs<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    refs: Vec<OwnerReference>,
+) -> kube::Result<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -131,10 +135,22 @@ mod tests {
 
     #[test]
     fn claims_follow_the_controller_ref_manager() {
-        assert_eq!(decide("a", false, &meta(Some("a"), false), true), Claim::Owned);
-        assert_eq!(decide("a", false, &meta(Some("a"), false), false), Claim::Release);
-        assert_eq!(decide("a", true, &meta(Some("a"), false), false), Claim::Ignore);
-        assert_eq!(decide("a", false, &meta(Some("b"), false), true), Claim::Ignore);
+        assert_eq!(
+            decide("a", false, &meta(Some("a"), false), true),
+            Claim::Owned
+        );
+        assert_eq!(
+            decide("a", false, &meta(Some("a"), false), false),
+            Claim::Release
+        );
+        assert_eq!(
+            decide("a", true, &meta(Some("a"), false), false),
+            Claim::Ignore
+        );
+        assert_eq!(
+            decide("a", false, &meta(Some("b"), false), true),
+            Claim::Ignore
+        );
         assert_eq!(decide("a", false, &meta(None, false), true), Claim::Adopt);
         assert_eq!(decide("a", false, &meta(None, false), false), Claim::Ignore);
         assert_eq!(decide("a", true, &meta(None, false), true), Claim::Ignore);

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub mod claim;
+pub mod deployment;
 pub mod replicaset;
 
 use crate::k8s::cidr::Ipv4Cidr;
@@ -108,5 +109,16 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    spawn(tasks, "replicaset", shutdown, replicaset::run(context("replicaset-controller")));
+    spawn(
+        tasks,
+        "replicaset",
+        shutdown,
+        replicaset::run(context("replicaset-controller")),
+    );
+    spawn(
+        tasks,
+        "deployment",
+        shutdown,
+        deployment::run(context("deployment-controller")),
+    );
 }

@@ -65,7 +65,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
     );
     let replicasets = controller.store();
     let owners = replicasets.clone();
-    let controller = controller.watches_stream(pod_events, move |pod| replicasets_of(&owners, &pod));
+    let controller =
+        controller.watches_stream(pod_events, move |pod| replicasets_of(&owners, &pod));
     let state = Arc::new(State {
         ctx,
         pods,
@@ -134,18 +135,18 @@ impl State {
             return true;
         };
         let met = exp.at.elapsed() > EXPECTATIONS_TIMEOUT
-            || (exp.created.iter().all(|name| {
-                self.pods
-                    .get(&ObjectRef::new(name).within(ns))
-                    .is_some()
-            }) && exp.deleted.iter().all(|(name, uid)| {
-                self.pods
-                    .get(&ObjectRef::new(name).within(ns))
-                    .is_none_or(|p| {
-                        p.metadata.uid.as_deref() != Some(uid.as_str())
-                            || p.metadata.deletion_timestamp.is_some()
-                    })
-            }));
+            || (exp
+                .created
+                .iter()
+                .all(|name| self.pods.get(&ObjectRef::new(name).within(ns)).is_some())
+                && exp.deleted.iter().all(|(name, uid)| {
+                    self.pods
+                        .get(&ObjectRef::new(name).within(ns))
+                        .is_none_or(|p| {
+                            p.metadata.uid.as_deref() != Some(uid.as_str())
+                                || p.metadata.deletion_timestamp.is_some()
+                        })
+                }));
         if met {
             all.remove(key);
         }
@@ -203,8 +204,9 @@ async fn sync(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action> {
             .unwrap_or_default(),
     )
     .unwrap_or_default();
-    let template = LabelSelector::from_object(&serde_json::json!({ "matchLabels": template_labels }))
-        .unwrap_or_default();
+    let template =
+        LabelSelector::from_object(&serde_json::json!({ "matchLabels": template_labels }))
+            .unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let failed = failure.is_some();
     let refs: Vec<&PodFacts> = facts.iter().collect();
@@ -291,8 +293,10 @@ async fn claim_pods(
 
 /// Upstream's `RecheckDeletionTimestamp`: a fresh read that the owner still stands.
 async fn can_adopt(state: &State, rs: &ReplicaSet) -> Result<()> {
-    let api: Api<ReplicaSet> =
-        Api::namespaced(state.ctx.client.clone(), &rs.namespace().unwrap_or_default());
+    let api: Api<ReplicaSet> = Api::namespaced(
+        state.ctx.client.clone(),
+        &rs.namespace().unwrap_or_default(),
+    );
     let fresh = api.get(&rs.name_any()).await?;
     if fresh.metadata.uid != rs.metadata.uid {
         return Err(Error::Invalid(format!(
@@ -315,7 +319,12 @@ async fn can_adopt(state: &State, rs: &ReplicaSet) -> Result<()> {
 /// Creates or deletes pods toward `spec.replicas` (upstream's `manageReplicas`); the
 /// failure, if one happened, for the status.
 async fn manage_replicas(state: &State, rs: &ReplicaSet, pods: &[PodFacts]) -> Option<Failure> {
-    let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    let desired = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
     let key = key_of(&rs.metadata);
     if pods.len() < desired {
         let want = (desired - pods.len()).min(BURST_REPLICAS);
@@ -341,7 +350,11 @@ async fn manage_replicas(state: &State, rs: &ReplicaSet, pods: &[PodFacts]) -> O
 }
 
 /// Creates `count` pods in slow-start batches; the names created and the first failure.
-async fn create_pods(state: &State, rs: &ReplicaSet, count: usize) -> (Vec<String>, Option<Failure>) {
+async fn create_pods(
+    state: &State,
+    rs: &ReplicaSet,
+    count: usize,
+) -> (Vec<String>, Option<Failure>) {
     let ns = rs.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(state.ctx.client.clone(), &ns);
     let pod = pod_from_template(rs);
@@ -349,21 +362,33 @@ async fn create_pods(state: &State, rs: &ReplicaSet, count: usize) -> (Vec<Strin
     let mut created = Vec::new();
     for batch in plan::slow_start_batches(count) {
         let results =
-            futures::future::join_all((0..batch).map(|_| api.create(&params, &pod)))
-                .await;
+            futures::future::join_all((0..batch).map(|_| api.create(&params, &pod))).await;
         let mut failure = None;
         for result in results {
             match result {
                 Ok(p) => {
                     let name = p.name_any();
-                    state.ctx.events.record(rs, "Normal", "SuccessfulCreate", format!("Created pod: {name}"));
+                    state.ctx.events.record(
+                        rs,
+                        "Normal",
+                        "SuccessfulCreate",
+                        format!("Created pod: {name}"),
+                    );
                     created.push(name);
                 }
                 Err(e) => {
                     let message = claim::message(&e);
                     tracing::debug!(error = %message, "Creating a pod failed.");
-                    state.ctx.events.record(rs, "Warning", "FailedCreate", format!("Error creating: {message}"));
-                    failure.get_or_insert(Failure { reason: "FailedCreate", message });
+                    state.ctx.events.record(
+                        rs,
+                        "Warning",
+                        "FailedCreate",
+                        format!("Error creating: {message}"),
+                    );
+                    failure.get_or_insert(Failure {
+                        reason: "FailedCreate",
+                        message,
+                    });
                 }
             }
         }
@@ -393,12 +418,25 @@ async fn delete_pods(state: &State, rs: &ReplicaSet, pods: &[(String, String)]) 
     let mut failure = None;
     for (name, result) in results {
         match result {
-            Ok(_) => state.ctx.events.record(rs, "Normal", "SuccessfulDelete", format!("Deleted pod: {name}")),
+            Ok(_) => state.ctx.events.record(
+                rs,
+                "Normal",
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            ),
             Err(e) if claim::is_not_found(&e) => {}
             Err(e) => {
                 let message = claim::message(&e);
-                state.ctx.events.record(rs, "Warning", "FailedDelete", format!("Error deleting: {message}"));
-                failure.get_or_insert(Failure { reason: "FailedDelete", message });
+                state.ctx.events.record(
+                    rs,
+                    "Warning",
+                    "FailedDelete",
+                    format!("Error deleting: {message}"),
+                );
+                failure.get_or_insert(Failure {
+                    reason: "FailedDelete",
+                    message,
+                });
             }
         }
     }
@@ -433,7 +471,11 @@ fn related_pods(state: &State, rs: &ReplicaSet) -> Vec<PodFacts> {
 /// The pod the template describes (upstream's `GetPodFromTemplate`), named
 /// `<replicaset>-` plus a random suffix and controlled by the ReplicaSet.
 fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let name = rs.name_any();
     let prefix = format!("{name}-");

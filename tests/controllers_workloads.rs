@@ -1,0 +1,592 @@
+//! The ReplicaSet and Deployment controllers inside a real `skiff server`, driven by the
+//! real kubectl. Node objects stand in for nodes, the scheduler binds the pods, and a
+//! small task plays the kubelet: it marks bound pods running and ready, finishes the
+//! graceful deletions, and watches the rollout budget at every step it sees.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+mod support;
+use support::kubectl::ok;
+use support::objects::{eventually, node, set_pod_running};
+use support::Cluster;
+
+/// What the fake kubelet saw of the pods it looks after.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Whether to record the two figures below.
+    watching: bool,
+    /// The most pods not being deleted at once.
+    max_active: usize,
+    /// The fewest ready pods not being deleted at once.
+    min_ready: usize,
+}
+
+/// Plays the kubelet for the pods labelled `app=<app>` until dropped.
+struct Kubelet {
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn active(p: &Pod) -> bool {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+    p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+fn start_kubelet(client: kube::Client, app: &str) -> Kubelet {
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (selector, record) = (format!("app={app}"), seen.clone());
+    let task = tokio::spawn(async move {
+        let mut ip = 0u32;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+                continue;
+            };
+            let live: Vec<&Pod> = list.items.iter().filter(|p| active(p)).collect();
+            {
+                let mut s = record.lock().unwrap();
+                if s.watching {
+                    let ready = live.iter().filter(|p| ready(p)).count();
+                    s.max_active = s.max_active.max(live.len());
+                    s.min_ready = s.min_ready.min(ready);
+                }
+            }
+            for p in &list.items {
+                let name = p.name_any();
+                if p.metadata.deletion_timestamp.is_some() {
+                    let _ = pods
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
+                } else if node_of(p).is_some() && !ready(p) {
+                    ip += 1;
+                    let (pods, ip) = (pods.clone(), format!("10.42.{}.{}", ip / 250, ip % 250 + 2));
+                    // Its own task: a pod deleted meanwhile only ends that task.
+                    let _ =
+                        tokio::spawn(async move { set_pod_running(&pods, &name, &ip, true).await })
+                            .await;
+                }
+            }
+        }
+    });
+    Kubelet { seen, task }
+}
+
+impl Kubelet {
+    /// Starts recording the budget figures, from `ready` ready pods.
+    fn watch(&self, ready: usize) {
+        let mut s = self.seen.lock().unwrap();
+        *s = Seen {
+            watching: true,
+            max_active: 0,
+            min_ready: ready,
+        };
+    }
+
+    /// Stops recording; the figures seen.
+    fn stop(&self) -> (usize, usize) {
+        let mut s = self.seen.lock().unwrap();
+        s.watching = false;
+        (s.max_active, s.min_ready)
+    }
+}
+
+async fn nodes(client: &kube::Client) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for n in ["n1", "n2"] {
+        nodes
+            .create(&PostParams::default(), &node(n, "8", json!({})))
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs kubectl off the async workers, so the fake kubelet keeps going meanwhile.
+fn kubectl(c: &Cluster, minor: u32, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| ok(c, minor, args))
+}
+
+async fn app_pods(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap();
+    list.items.into_iter().filter(active).collect()
+}
+
+async fn replicasets(client: &kube::Client) -> Vec<ReplicaSet> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    api.list(&ListParams::default()).await.unwrap().items
+}
+
+fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
+    rs.annotations().get(key).cloned()
+}
+
+fn image(rs: &ReplicaSet) -> String {
+    rs.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .as_ref()
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+fn condition(d: &Deployment, type_: &str) -> (String, String, String) {
+    let c = d
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap();
+    (
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    )
+}
+
+async fn events_with(client: &kube::Client, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events.list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message)
+        .collect()
+}
+
+/// The rollout of a Deployment through kubectl 1.`minor`, from creation to undo,
+/// scaling and pause.
+async fn deployment_lifecycle(minor: u32) {
+    let c = Cluster::start();
+    let client = c.client().await;
+    nodes(&client).await;
+    let kubelet = start_kubelet(client.clone(), "web");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+
+    // Three pods on the nodes, and a rollout that finishes once they are ready.
+    kubectl(
+        &c,
+        minor,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=3",
+        ],
+    );
+    let out = kubectl(
+        &c,
+        minor,
+        &["rollout", "status", "deployment/web", "--timeout=25s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let running = app_pods(&pods, "web").await;
+    assert_eq!(running.len(), 3);
+    assert!(running
+        .iter()
+        .all(|p| node_of(p).is_some_and(|n| n == "n1" || n == "n2")));
+    let first = replicasets(&client).await.remove(0);
+    let hash = first.labels()["pod-template-hash"].clone();
+    assert_eq!(first.name_any(), format!("web-{hash}"));
+    assert!(running
+        .iter()
+        .all(|p| p.name_any().starts_with(&format!("web-{hash}-"))));
+    let owner = &running[0].owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("ReplicaSet", first.name_any().as_str())
+    );
+    assert_eq!(
+        (owner.controller, owner.block_owner_deletion),
+        (Some(true), Some(true))
+    );
+    assert_eq!(
+        annotation(&first, "deployment.kubernetes.io/revision").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        annotation(&first, "deployment.kubernetes.io/desired-replicas").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        annotation(&first, "deployment.kubernetes.io/max-replicas").as_deref(),
+        Some("4")
+    );
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        d.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("1")
+    );
+    let st = d.status.clone().unwrap();
+    assert_eq!(
+        (
+            st.replicas,
+            st.updated_replicas,
+            st.ready_replicas,
+            st.available_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    assert_eq!(st.observed_generation, d.metadata.generation);
+    assert_eq!(
+        condition(&d, "Available"),
+        (
+            "True".into(),
+            "MinimumReplicasAvailable".into(),
+            "Deployment has minimum availability.".into()
+        )
+    );
+    assert_eq!(
+        condition(&d, "Progressing"),
+        (
+            "True".into(),
+            "NewReplicaSetAvailable".into(),
+            format!("ReplicaSet \"web-{hash}\" has successfully progressed.")
+        )
+    );
+    let scaled = format!("Scaled up replica set web-{hash} from 0 to 3");
+    eventually("the scaling event is recorded", || async {
+        events_with(&client, "ScalingReplicaSet")
+            .await
+            .contains(&scaled)
+    })
+    .await;
+    assert!(!events_with(&client, "SuccessfulCreate").await.is_empty());
+
+    // A new image rolls one surge pod at a time, never below three ready pods.
+    kubelet.watch(3);
+    kubectl(
+        &c,
+        minor,
+        &["set", "image", "deployment/web", "busybox=busybox:1.36"],
+    );
+    let out = kubectl(
+        &c,
+        minor,
+        &["rollout", "status", "deployment/web", "--timeout=25s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let (max_active, min_ready) = kubelet.stop();
+    assert!(
+        max_active <= 4,
+        "maxSurge 25% of 3 is 1 pod, but {max_active} were up at once"
+    );
+    assert!(
+        min_ready >= 3,
+        "maxUnavailable 25% of 3 is 0 pods, but only {min_ready} were ready"
+    );
+    let rss = replicasets(&client).await;
+    assert_eq!(rss.len(), 2);
+    let second = rss.iter().find(|rs| image(rs) == "busybox:1.36").unwrap();
+    assert_eq!(
+        annotation(second, "deployment.kubernetes.io/revision").as_deref(),
+        Some("2")
+    );
+    let old = rss.iter().find(|rs| image(rs) == "busybox").unwrap();
+    assert_eq!(old.spec.as_ref().unwrap().replicas, Some(0));
+    assert!(app_pods(&pods, "web")
+        .await
+        .iter()
+        .all(|p| p.name_any().starts_with(&second.name_any())));
+    assert!(!events_with(&client, "SuccessfulDelete").await.is_empty());
+
+    // Undo goes back to the first template, whose ReplicaSet becomes revision 3.
+    kubectl(&c, minor, &["rollout", "undo", "deployment/web"]);
+    let out = kubectl(
+        &c,
+        minor,
+        &["rollout", "status", "deployment/web", "--timeout=25s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rss = replicasets(&client).await;
+    assert_eq!(rss.len(), 2, "the old ReplicaSet is reused, not copied");
+    let back = rss
+        .iter()
+        .find(|rs| rs.name_any() == first.name_any())
+        .unwrap();
+    assert_eq!(back.spec.as_ref().unwrap().replicas, Some(3));
+    assert_eq!(
+        annotation(back, "deployment.kubernetes.io/revision").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        annotation(back, "deployment.kubernetes.io/revision-history").as_deref(),
+        Some("1")
+    );
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .as_deref(),
+        Some("busybox")
+    );
+    let history = kubectl(&c, minor, &["rollout", "history", "deployment/web"]);
+    assert!(history.contains('2') && history.contains('3'), "{history}");
+
+    // Scale to zero and back.
+    kubectl(&c, minor, &["scale", "deployment/web", "--replicas=0"]);
+    eventually("no pod is left", || async {
+        app_pods(&pods, "web").await.is_empty()
+    })
+    .await;
+    eventually("the status says zero", || async {
+        let d = deployments.get("web").await.unwrap();
+        let s = d.status.unwrap();
+        s.observed_generation == d.metadata.generation && s.replicas.unwrap_or(0) == 0
+    })
+    .await;
+    kubectl(&c, minor, &["scale", "deployment/web", "--replicas=3"]);
+    let out = kubectl(
+        &c,
+        minor,
+        &["rollout", "status", "deployment/web", "--timeout=25s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(
+        app_pods(&pods, "web")
+            .await
+            .iter()
+            .filter(|p| ready(p))
+            .count(),
+        3
+    );
+
+    // A paused Deployment takes a new template without rolling it.
+    kubectl(&c, minor, &["rollout", "pause", "deployment/web"]);
+    kubectl(
+        &c,
+        minor,
+        &["set", "image", "deployment/web", "busybox=busybox:1.37"],
+    );
+    eventually("the paused Deployment is observed", || async {
+        let d = deployments.get("web").await.unwrap();
+        d.status.as_ref().unwrap().observed_generation == d.metadata.generation
+            && condition(&d, "Progressing").1 == "DeploymentPaused"
+    })
+    .await;
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        condition(&d, "Progressing"),
+        (
+            "Unknown".into(),
+            "DeploymentPaused".into(),
+            "Deployment is paused".into()
+        )
+    );
+    assert!(replicasets(&client)
+        .await
+        .iter()
+        .all(|rs| image(rs) != "busybox:1.37"));
+    kubectl(&c, minor, &["rollout", "resume", "deployment/web"]);
+    let out = kubectl(
+        &c,
+        minor,
+        &["rollout", "status", "deployment/web", "--timeout=25s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rss = replicasets(&client).await;
+    let third = rss.iter().find(|rs| image(rs) == "busybox:1.37").unwrap();
+    assert_eq!(
+        annotation(third, "deployment.kubernetes.io/revision").as_deref(),
+        Some("4")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_rolls_out_updates_undoes_scales_and_pauses_with_kubectl_1_33() {
+    tokio::time::timeout(Duration::from_secs(180), deployment_lifecycle(33))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_rolls_out_updates_undoes_scales_and_pauses_with_kubectl_1_27() {
+    tokio::time::timeout(Duration::from_secs(180), deployment_lifecycle(27))
+        .await
+        .unwrap();
+}
+
+fn replicaset(name: &str, app: &str, replicas: i32) -> ReplicaSet {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
+                 "template": {"metadata": {"labels": {"app": app, "tier": "front"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }))
+    .unwrap()
+}
+
+fn bare_pod(name: &str, app: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap()
+}
+
+fn controller_uid(p: &Pod) -> Option<String> {
+    p.owner_references()
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicaset_adopts_an_orphan_releases_a_stray_and_deletes_the_extra_pod() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        nodes(&client).await;
+        let _kubelet = start_kubelet(client.clone(), "solo");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+
+        // An orphan that matches is adopted; nothing more is created.
+        pods.create(&PostParams::default(), &bare_pod("orphan", "solo"))
+            .await
+            .unwrap();
+        eventually("the orphan runs", || async {
+            ready(&pods.get("orphan").await.unwrap())
+        })
+        .await;
+        let rs = rss
+            .create(&PostParams::default(), &replicaset("solo", "solo", 1))
+            .await
+            .unwrap();
+        let uid = rs.metadata.uid.clone().unwrap();
+        eventually("the orphan is adopted", || async {
+            controller_uid(&pods.get("orphan").await.unwrap()) == Some(uid.clone())
+        })
+        .await;
+        let orphan = pods.get("orphan").await.unwrap();
+        let r = &orphan.owner_references()[0];
+        assert_eq!(
+            (
+                r.api_version.as_str(),
+                r.kind.as_str(),
+                r.block_owner_deletion
+            ),
+            ("apps/v1", "ReplicaSet", Some(true))
+        );
+        eventually("the status counts it", || async {
+            let s = rss.get("solo").await.unwrap().status.unwrap();
+            (
+                s.replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.observed_generation,
+            ) == (1, Some(1), Some(1), Some(1))
+        })
+        .await;
+        let s = rss.get("solo").await.unwrap().status.unwrap();
+        assert_eq!(
+            s.fully_labeled_replicas.unwrap_or(0),
+            0,
+            "the orphan lacks the template's tier label"
+        );
+        assert_eq!(app_pods(&pods, "solo").await.len(), 1);
+
+        // A pod whose labels stop matching is released and replaced.
+        let relabel = json!({"metadata": {"labels": {"app": "elsewhere"}}});
+        pods.patch("orphan", &PatchParams::default(), &Patch::Merge(&relabel))
+            .await
+            .unwrap();
+        eventually("the stray is released", || async {
+            controller_uid(&pods.get("orphan").await.unwrap()).is_none()
+        })
+        .await;
+        eventually("a replacement is created from the template", || async {
+            let live = app_pods(&pods, "solo").await;
+            live.len() == 1
+                && live[0].name_any().starts_with("solo-")
+                && live[0].labels().get("tier").is_some()
+        })
+        .await;
+        eventually("the replacement runs", || async {
+            app_pods(&pods, "solo").await.iter().all(ready)
+        })
+        .await;
+        eventually("fully labeled", || async {
+            rss.get("solo")
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .fully_labeled_replicas
+                == Some(1)
+        })
+        .await;
+
+        // A second matching orphan makes one too many: the newer, not ready one goes.
+        let mut extra = bare_pod("extra", "solo");
+        extra.spec.as_mut().unwrap().node_selector =
+            Some([("nowhere".to_string(), "true".to_string())].into());
+        pods.create(&PostParams::default(), &extra).await.unwrap();
+        eventually("the extra pod is adopted and deleted", || async {
+            pods.get_opt("extra")
+                .await
+                .unwrap()
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        })
+        .await;
+        let live = app_pods(&pods, "solo").await;
+        assert_eq!(live.len(), 1);
+        assert!(live[0].name_any().starts_with("solo-"));
+        eventually("the deletion is recorded", || async {
+            events_with(&client, "SuccessfulDelete")
+                .await
+                .contains(&"Deleted pod: extra".to_string())
+        })
+        .await;
+    })
+    .await
+    .unwrap();
+}
