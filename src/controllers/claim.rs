@@ -124,11 +124,11 @@ mod tests {
                     ..Default::default()
                 }]
             }),
-            deletion_timestamp: deleting.then(|| {
+            deletion_timestamp: deleting.then_some(
                 k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                     k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-                )
-            }),
+                ),
+            ),
             ..Default::default()
         }
     }
