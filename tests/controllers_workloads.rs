@@ -3,117 +3,19 @@
 //! small task plays the kubelet: it marks bound pods running and ready, finishes the
 //! graceful deletions, and watches the rollout budget at every step it sees.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
 mod support;
 use support::kubectl::ok;
-use support::objects::{eventually, node, set_pod_running};
+use support::kubelet::{active, node_of, ready, start_kubelet};
+use support::objects::{eventually, node};
 use support::Cluster;
-
-/// What the fake kubelet saw of the pods it looks after.
-#[derive(Debug, Default)]
-struct Seen {
-    /// Whether to record the two figures below.
-    watching: bool,
-    /// The most pods not being deleted at once.
-    max_active: usize,
-    /// The fewest ready pods not being deleted at once.
-    min_ready: usize,
-}
-
-/// Plays the kubelet for the pods labelled `app=<app>` until dropped.
-struct Kubelet {
-    seen: Arc<Mutex<Seen>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn active(p: &Pod) -> bool {
-    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-    p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn node_of(p: &Pod) -> Option<&str> {
-    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-}
-
-fn start_kubelet(client: kube::Client, app: &str) -> Kubelet {
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (selector, record) = (format!("app={app}"), seen.clone());
-    let task = tokio::spawn(async move {
-        let mut ip = 0u32;
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
-                continue;
-            };
-            let live: Vec<&Pod> = list.items.iter().filter(|p| active(p)).collect();
-            {
-                let mut s = record.lock().unwrap();
-                if s.watching {
-                    let ready = live.iter().filter(|p| ready(p)).count();
-                    s.max_active = s.max_active.max(live.len());
-                    s.min_ready = s.min_ready.min(ready);
-                }
-            }
-            for p in &list.items {
-                let name = p.name_any();
-                if p.metadata.deletion_timestamp.is_some() {
-                    let _ = pods
-                        .delete(&name, &DeleteParams::default().grace_period(0))
-                        .await;
-                } else if node_of(p).is_some() && !ready(p) {
-                    ip += 1;
-                    let (pods, ip) = (pods.clone(), format!("10.42.{}.{}", ip / 250, ip % 250 + 2));
-                    // Its own task: a pod deleted meanwhile only ends that task.
-                    let _ =
-                        tokio::spawn(async move { set_pod_running(&pods, &name, &ip, true).await })
-                            .await;
-                }
-            }
-        }
-    });
-    Kubelet { seen, task }
-}
-
-impl Kubelet {
-    /// Starts recording the budget figures, from `ready` ready pods.
-    fn watch(&self, ready: usize) {
-        let mut s = self.seen.lock().unwrap();
-        *s = Seen {
-            watching: true,
-            max_active: 0,
-            min_ready: ready,
-        };
-    }
-
-    /// Stops recording; the figures seen.
-    fn stop(&self) -> (usize, usize) {
-        let mut s = self.seen.lock().unwrap();
-        s.watching = false;
-        (s.max_active, s.min_ready)
-    }
-}
 
 async fn nodes(client: &kube::Client) {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -586,6 +488,92 @@ async fn a_replicaset_adopts_an_orphan_releases_a_stray_and_deletes_the_extra_po
                 .contains(&"Deleted pod: extra".to_string())
         })
         .await;
+    })
+    .await
+    .unwrap();
+}
+
+async fn resource_versions(client: &kube::Client) -> Vec<Option<String>> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut rvs: Vec<_> = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| d.metadata.resource_version)
+        .collect();
+    rvs.extend(
+        replicasets(client)
+            .await
+            .into_iter()
+            .map(|rs| rs.metadata.resource_version),
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    rvs.extend(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.metadata.resource_version),
+    );
+    rvs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_deployment_stops_the_old_pods_before_starting_new_ones_and_then_rests() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        nodes(&client).await;
+        let kubelet = start_kubelet(client.clone(), "re");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "re"},
+            "spec": {"replicas": 2, "strategy": {"type": "Recreate"},
+                     "selector": {"matchLabels": {"app": "re"}},
+                     "template": {"metadata": {"labels": {"app": "re"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+        }))
+        .unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let out = kubectl(
+            &c,
+            33,
+            &["rollout", "status", "deployment/re", "--timeout=25s"],
+        );
+        assert!(out.contains("successfully rolled out"), "{out}");
+
+        kubelet.watch(0);
+        kubectl(&c, 33, &["set", "image", "deployment/re", "c=busybox:1.36"]);
+        let out = kubectl(
+            &c,
+            33,
+            &["rollout", "status", "deployment/re", "--timeout=25s"],
+        );
+        assert!(out.contains("successfully rolled out"), "{out}");
+        let (max_active, _) = kubelet.stop();
+        assert!(
+            max_active <= 2,
+            "old and new pods ran together: {max_active} at once"
+        );
+        let rss = replicasets(&client).await;
+        assert_eq!(rss.len(), 2);
+        assert!(rss.iter().all(|rs| rs.spec.as_ref().unwrap().replicas
+            == Some(if image(rs) == "busybox" { 0 } else { 2 })));
+
+        // Once rolled out, the controllers write nothing more.
+        let before = resource_versions(&client).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            resource_versions(&client).await,
+            before,
+            "an idle cluster was written to"
+        );
     })
     .await
     .unwrap();
