@@ -578,3 +578,47 @@ async fn a_recreate_deployment_stops_the_old_pods_before_starting_new_ones_and_t
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_controllers_take_up_their_pods_without_duplicates() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut c = Cluster::start();
+        let client = c.client().await;
+        nodes(&client).await;
+        let kubelet = start_kubelet(client.clone(), "web");
+        kubectl(
+            &c,
+            33,
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=busybox",
+                "--replicas=3",
+            ],
+        );
+        let out = kubectl(
+            &c,
+            33,
+            &["rollout", "status", "deployment/web", "--timeout=25s"],
+        );
+        assert!(out.contains("successfully rolled out"), "{out}");
+        drop(kubelet);
+
+        tokio::task::block_in_place(|| c.restart());
+        let client = c.client().await;
+        let _kubelet = start_kubelet(client.clone(), "web");
+        kubectl(&c, 33, &["scale", "deployment/web", "--replicas=4"]);
+        let out = kubectl(
+            &c,
+            33,
+            &["rollout", "status", "deployment/web", "--timeout=25s"],
+        );
+        assert!(out.contains("successfully rolled out"), "{out}");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        assert_eq!(app_pods(&pods, "web").await.len(), 4);
+        assert_eq!(replicasets(&client).await.len(), 1);
+    })
+    .await
+    .unwrap();
+}

@@ -137,6 +137,15 @@ async fn reconcile(d: Arc<Deployment>, state: Arc<State>) -> Result<Action> {
 
 /// Upstream's `syncDeployment`.
 async fn sync_deployment(d: Arc<Deployment>, state: Arc<State>) -> Result<Action> {
+    // An empty cache at start would look like a Deployment without ReplicaSets.
+    let ready = futures::future::join(
+        state.replicasets.wait_until_ready(),
+        state.pods.wait_until_ready(),
+    )
+    .await;
+    if ready.0.is_err() || ready.1.is_err() {
+        return Err(Error::Invalid("the controller's caches are gone".into()));
+    }
     let selector = selector_of(&d)?;
     let mut s = Sync {
         d: (*d).clone(),

@@ -177,6 +177,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action> {
 
 /// Upstream's `syncReplicaSet`.
 async fn sync(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action> {
+    // An empty cache at start would look like a ReplicaSet without pods.
+    let ready = futures::future::join(
+        state.pods.wait_until_ready(),
+        state.replicasets.wait_until_ready(),
+    )
+    .await;
+    if ready.0.is_err() || ready.1.is_err() {
+        return Err(Error::Invalid("the controller's caches are gone".into()));
+    }
     let key = key_of(&rs.metadata);
     let ns = rs.namespace().unwrap_or_default();
     let selector = selector_of(&rs)?;
