@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
-use super::plan::{self, Scale};
+use super::plan;
 use super::util;
 
 /// A Deployment; `surge` and `unavailable` are numbers unless they end in `%`.
@@ -43,10 +43,6 @@ fn rs(
                    "observedGeneration": 1},
     }))
     .unwrap()
-}
-
-fn sizes(scales: Vec<Scale>) -> Vec<(String, i32)> {
-    scales
 }
 
 #[test]
@@ -161,7 +157,7 @@ fn roll(replicas: i32, surge: &str, unavailable: &str) -> usize {
         if step.is_empty() {
             break;
         }
-        for (name, size) in sizes(step) {
+        for (name, size) in step {
             let target = if name == "web-new" {
                 &mut new
             } else {
