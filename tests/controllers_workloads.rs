@@ -6,38 +6,22 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
 mod support;
 use support::kubectl::ok;
-use support::kubelet::{active, node_of, ready, start_kubelet};
-use support::objects::{eventually, node};
+use support::kubelet::{
+    app_pods, events_with, node_of, nodes, ready, start_kubelet, start_kubelet_for_image,
+};
+use support::objects::eventually;
 use support::Cluster;
-
-async fn nodes(client: &kube::Client) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    for n in ["n1", "n2"] {
-        nodes
-            .create(&PostParams::default(), &node(n, "8", json!({})))
-            .await
-            .unwrap();
-    }
-}
 
 /// Runs kubectl off the async workers, so the fake kubelet keeps going meanwhile.
 fn kubectl(c: &Cluster, minor: u32, args: &[&str]) -> String {
     tokio::task::block_in_place(|| ok(c, minor, args))
-}
-
-async fn app_pods(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .unwrap();
-    list.items.into_iter().filter(active).collect()
 }
 
 async fn replicasets(client: &kube::Client) -> Vec<ReplicaSet> {
@@ -81,16 +65,6 @@ fn condition(d: &Deployment, type_: &str) -> (String, String, String) {
         c.reason.clone().unwrap_or_default(),
         c.message.clone().unwrap_or_default(),
     )
-}
-
-async fn events_with(client: &kube::Client, reason: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let list = events.list(&ListParams::default()).await.unwrap();
-    list.items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.message)
-        .collect()
 }
 
 /// The rollout of a Deployment through kubectl 1.`minor`, from creation to undo,
@@ -356,143 +330,6 @@ async fn a_deployment_rolls_out_updates_undoes_scales_and_pauses_with_kubectl_1_
         .unwrap();
 }
 
-fn replicaset(name: &str, app: &str, replicas: i32) -> ReplicaSet {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
-                 "template": {"metadata": {"labels": {"app": app, "tier": "front"}},
-                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
-    }))
-    .unwrap()
-}
-
-fn bare_pod(name: &str, app: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-    }))
-    .unwrap()
-}
-
-fn controller_uid(p: &Pod) -> Option<String> {
-    p.owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.clone())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replicaset_adopts_an_orphan_releases_a_stray_and_deletes_the_extra_pod() {
-    tokio::time::timeout(Duration::from_secs(90), async {
-        let c = Cluster::start();
-        let client = c.client().await;
-        nodes(&client).await;
-        let _kubelet = start_kubelet(client.clone(), "solo");
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-
-        // An orphan that matches is adopted; nothing more is created.
-        pods.create(&PostParams::default(), &bare_pod("orphan", "solo"))
-            .await
-            .unwrap();
-        eventually("the orphan runs", || async {
-            ready(&pods.get("orphan").await.unwrap())
-        })
-        .await;
-        let rs = rss
-            .create(&PostParams::default(), &replicaset("solo", "solo", 1))
-            .await
-            .unwrap();
-        let uid = rs.metadata.uid.clone().unwrap();
-        eventually("the orphan is adopted", || async {
-            controller_uid(&pods.get("orphan").await.unwrap()) == Some(uid.clone())
-        })
-        .await;
-        let orphan = pods.get("orphan").await.unwrap();
-        let r = &orphan.owner_references()[0];
-        assert_eq!(
-            (
-                r.api_version.as_str(),
-                r.kind.as_str(),
-                r.block_owner_deletion
-            ),
-            ("apps/v1", "ReplicaSet", Some(true))
-        );
-        eventually("the status counts it", || async {
-            let s = rss.get("solo").await.unwrap().status.unwrap();
-            (
-                s.replicas,
-                s.ready_replicas,
-                s.available_replicas,
-                s.observed_generation,
-            ) == (1, Some(1), Some(1), Some(1))
-        })
-        .await;
-        let s = rss.get("solo").await.unwrap().status.unwrap();
-        assert_eq!(
-            s.fully_labeled_replicas.unwrap_or(0),
-            0,
-            "the orphan lacks the template's tier label"
-        );
-        assert_eq!(app_pods(&pods, "solo").await.len(), 1);
-
-        // A pod whose labels stop matching is released and replaced.
-        let relabel = json!({"metadata": {"labels": {"app": "elsewhere"}}});
-        pods.patch("orphan", &PatchParams::default(), &Patch::Merge(&relabel))
-            .await
-            .unwrap();
-        eventually("the stray is released", || async {
-            controller_uid(&pods.get("orphan").await.unwrap()).is_none()
-        })
-        .await;
-        eventually("a replacement is created from the template", || async {
-            let live = app_pods(&pods, "solo").await;
-            live.len() == 1
-                && live[0].name_any().starts_with("solo-")
-                && live[0].labels().get("tier").is_some()
-        })
-        .await;
-        eventually("the replacement runs", || async {
-            app_pods(&pods, "solo").await.iter().all(ready)
-        })
-        .await;
-        eventually("fully labeled", || async {
-            rss.get("solo")
-                .await
-                .unwrap()
-                .status
-                .unwrap()
-                .fully_labeled_replicas
-                == Some(1)
-        })
-        .await;
-
-        // A second matching orphan makes one too many: the newer, not ready one goes.
-        let mut extra = bare_pod("extra", "solo");
-        extra.spec.as_mut().unwrap().node_selector =
-            Some([("nowhere".to_string(), "true".to_string())].into());
-        pods.create(&PostParams::default(), &extra).await.unwrap();
-        eventually("the extra pod is adopted and deleted", || async {
-            pods.get_opt("extra")
-                .await
-                .unwrap()
-                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
-        })
-        .await;
-        let live = app_pods(&pods, "solo").await;
-        assert_eq!(live.len(), 1);
-        assert!(live[0].name_any().starts_with("solo-"));
-        eventually("the deletion is recorded", || async {
-            events_with(&client, "SuccessfulDelete")
-                .await
-                .contains(&"Deleted pod: extra".to_string())
-        })
-        .await;
-    })
-    .await
-    .unwrap();
-}
-
 async fn resource_versions(client: &kube::Client) -> Vec<Option<String>> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let mut rvs: Vec<_> = deployments
@@ -618,6 +455,81 @@ async fn after_a_restart_the_controllers_take_up_their_pods_without_duplicates()
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         assert_eq!(app_pods(&pods, "web").await.len(), 4);
         assert_eq!(replicasets(&client).await.len(), 1);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_stuck_rollout_scales_every_replicaset_in_proportion() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        nodes(&client).await;
+        // Only the first image ever gets ready, so the rollout stays half way.
+        let _kubelet = start_kubelet_for_image(client.clone(), "web", Some("busybox"));
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+        }))
+        .unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let out = kubectl(
+            &c,
+            33,
+            &["rollout", "status", "deployment/web", "--timeout=25s"],
+        );
+        assert!(out.contains("successfully rolled out"), "{out}");
+        kubectl(
+            &c,
+            33,
+            &["set", "image", "deployment/web", "c=busybox:broken"],
+        );
+        let sizes = || async {
+            let mut s: Vec<(String, i32)> = replicasets(&client)
+                .await
+                .iter()
+                .map(|rs| (image(rs), rs.spec.as_ref().unwrap().replicas.unwrap()))
+                .collect();
+            s.sort();
+            s
+        };
+        eventually("one surge pod of the new template", || async {
+            sizes().await
+                == [
+                    ("busybox".to_string(), 4),
+                    ("busybox:broken".to_string(), 1),
+                ]
+        })
+        .await;
+        // 9 allowed (8 + 1 surge) where 5 were: the old 4 become 7, the new 1 becomes 2.
+        kubectl(&c, 33, &["scale", "deployment/web", "--replicas=8"]);
+        eventually("both ReplicaSets are scaled in proportion", || async {
+            sizes().await
+                == [
+                    ("busybox".to_string(), 7),
+                    ("busybox:broken".to_string(), 2),
+                ]
+        })
+        .await;
+        let rss = replicasets(&client).await;
+        assert!(rss.iter().all(
+            |rs| annotation(rs, "deployment.kubernetes.io/desired-replicas").as_deref()
+                == Some("8")
+        ));
+        assert!(rss
+            .iter()
+            .all(
+                |rs| annotation(rs, "deployment.kubernetes.io/max-replicas").as_deref()
+                    == Some("9")
+            ));
     })
     .await
     .unwrap();

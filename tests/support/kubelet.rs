@@ -5,11 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
+use serde_json::json;
 
-use super::objects::set_pod_running;
+use super::objects::{node, set_pod_running};
 
 /// Whether the pod has not terminated and is not being deleted.
 pub fn active(p: &Pod) -> bool {
@@ -55,6 +56,13 @@ impl Drop for Kubelet {
 
 /// Starts playing the kubelet for the pods labelled `app=<app>` in `default`.
 pub fn start_kubelet(client: kube::Client, app: &str) -> Kubelet {
+    start_kubelet_for_image(client, app, None)
+}
+
+/// As [`start_kubelet`], but only pods whose first container runs `image` (when given)
+/// ever become ready: the others stay pending, as if their image could not be pulled.
+pub fn start_kubelet_for_image(client: kube::Client, app: &str, image: Option<&str>) -> Kubelet {
+    let image = image.map(str::to_string);
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (selector, record) = (format!("app={app}"), seen.clone());
@@ -80,7 +88,7 @@ pub fn start_kubelet(client: kube::Client, app: &str) -> Kubelet {
                     let _ = pods
                         .delete(&name, &DeleteParams::default().grace_period(0))
                         .await;
-                } else if node_of(p).is_some() && !ready(p) {
+                } else if node_of(p).is_some() && !ready(p) && runs(p, image.as_deref()) {
                     ip += 1;
                     let (pods, ip) = (pods.clone(), format!("10.42.{}.{}", ip / 250, ip % 250 + 2));
                     // Its own task: a pod deleted meanwhile only ends that task.
@@ -111,4 +119,44 @@ impl Kubelet {
         s.watching = false;
         (s.max_active, s.min_ready)
     }
+}
+
+fn runs(p: &Pod, image: Option<&str>) -> bool {
+    let first = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.as_deref());
+    image.is_none_or(|i| first == Some(i))
+}
+
+/// Two nodes, n1 and n2, with 8 cores each.
+pub async fn nodes(client: &kube::Client) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for n in ["n1", "n2"] {
+        nodes
+            .create(&PostParams::default(), &node(n, "8", json!({})))
+            .await
+            .unwrap();
+    }
+}
+
+/// The active pods labelled `app=<app>`.
+pub async fn app_pods(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap();
+    list.items.into_iter().filter(active).collect()
+}
+
+/// The messages of the events with `reason` in `default`.
+pub async fn events_with(client: &kube::Client, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events.list(&ListParams::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message)
+        .collect()
 }
