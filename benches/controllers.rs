@@ -163,7 +163,10 @@ async fn run(dir: &Path, nodes: usize, replicas: usize, idle_secs: u64) -> Run {
         .args(["rollout", "status", "deployment/web", "--timeout=60s"])
         .output()
         .expect("run kubectl");
-    assert!(status.status.success(), "kubectl rollout status: {status:?}");
+    assert!(
+        status.status.success(),
+        "kubectl rollout status: {status:?}"
+    );
     let rollout_status_secs = t.elapsed().as_secs_f64();
     // Idle: let the last status writes settle, then count the writes.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -184,7 +187,11 @@ async fn run(dir: &Path, nodes: usize, replicas: usize, idle_secs: u64) -> Run {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (nodes, replicas, idle) = if quick { (10, 100, 10) } else { (100, 1000, 60) };
+    let (nodes, replicas, idle) = if quick {
+        (10, 100, 10)
+    } else {
+        (100, 1000, 60)
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("bench-controllers");

@@ -184,7 +184,10 @@ mod tests {
                          "data": {"resourceVersion": "kept"}});
         let stored: Value = serde_json::from_slice(&to_stored(&obj)).unwrap();
         let mut expected = obj.clone();
-        expected["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
         assert_eq!(stored, expected);
         assert_eq!(to_stored(&json!("plain")), b"\"plain\"");
     }

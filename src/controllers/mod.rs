@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
+use crate::k8s::events::EventSink;
 
+pub mod claim;
+pub mod deployment;
 pub mod dirty;
 pub mod disruption;
 pub mod endpoints;
@@ -29,11 +32,11 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
+pub mod replicaset;
 pub mod resources;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod ttlafterfinished;
-use crate::k8s::events::EventSink;
 
 /// What the controllers need to know of the cluster's configuration.
 #[derive(Clone, Debug)]
@@ -163,5 +166,17 @@ pub fn spawn_all(
         "nodelifecycle",
         shutdown,
         nodelifecycle::run(context("node-controller")),
+    );
+    spawn(
+        tasks,
+        "replicaset",
+        shutdown,
+        replicaset::run(context("replicaset-controller")),
+    );
+    spawn(
+        tasks,
+        "deployment",
+        shutdown,
+        deployment::run(context("deployment-controller")),
     );
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kubectl;
+pub mod kubelet;
 pub mod objects;
 
 use std::io::{BufRead, BufReader};
