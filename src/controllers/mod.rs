@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
+
+pub mod cronjob;
+pub mod job;
 use crate::k8s::events::EventSink;
 
 /// What the controllers need to know of the cluster's configuration.
@@ -105,6 +108,11 @@ pub fn spawn_all(
         })
     };
     // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    let _ = &context;
-    let _ = tasks;
+    spawn(tasks, "job", shutdown, job::run(context("job-controller")));
+    spawn(
+        tasks,
+        "cronjob",
+        shutdown,
+        cronjob::run(context("cronjob-controller")),
+    );
 }

@@ -1,0 +1,778 @@
+//! The Job controller's decision, a pure function of the Job, its pods, the backoff
+//! record and the time (upstream's `syncJob`, `manageJob` and
+//! `trackJobStatusAndRemoveFinalizers`). The executor in `mod.rs` carries it out.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::indexes::Intervals;
+use super::pods;
+
+/// The first delay before a failed pod is replaced; it doubles with each failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// The longest delay before a failed pod is replaced.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
+/// At most this many pods are created or deleted in one sync, as upstream.
+const MAX_PODS_PER_SYNC: usize = 500;
+
+/// Failures since the last success, kept between syncs (upstream's `backoffRecord`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    /// Pods failed since the last one succeeded.
+    pub failures: i32,
+    /// When the last of them finished.
+    pub last_failure: Option<Timestamp>,
+}
+
+impl Backoff {
+    /// How long to wait before creating a replacement pod.
+    pub fn remaining(&self, now: Timestamp) -> Duration {
+        let Some(last) = self.last_failure.filter(|_| self.failures > 0) else {
+            return Duration::ZERO;
+        };
+        let mut delay = BACKOFF_BASE;
+        for _ in 1..self.failures {
+            delay = (delay * 2).min(BACKOFF_MAX);
+            if delay == BACKOFF_MAX {
+                break;
+            }
+        }
+        let elapsed = Duration::try_from(now.duration_since(last)).unwrap_or(Duration::ZERO);
+        delay.saturating_sub(elapsed)
+    }
+
+    /// The record after `succeeded` and `failed` pods were newly seen finished.
+    fn updated(mut self, succeeded: &[&Pod], failed: &[&Pod], now: Timestamp) -> Backoff {
+        let mut failed_times: Vec<Timestamp> =
+            failed.iter().map(|p| pods::finish_time(p, now)).collect();
+        failed_times.sort();
+        if succeeded.is_empty() {
+            if let Some(last) = failed_times.last() {
+                self.failures += failed_times.len() as i32;
+                self.last_failure = Some(*last);
+            }
+            return self;
+        }
+        let last_success = succeeded
+            .iter()
+            .map(|p| pods::finish_time(p, now))
+            .max()
+            .unwrap_or(now);
+        let after: Vec<Timestamp> = failed_times
+            .into_iter()
+            .filter(|t| *t > last_success)
+            .collect();
+        Backoff {
+            failures: after.len() as i32,
+            last_failure: after.last().copied(),
+        }
+    }
+}
+
+/// A Job event, recorded once the status saying it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEvent {
+    /// Warning rather than Normal.
+    pub warning: bool,
+    /// Upstream's reason.
+    pub reason: &'static str,
+    /// Upstream's message.
+    pub message: String,
+}
+
+/// A pod to delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    /// The pod's name.
+    pub name: String,
+    /// Strip the tracking finalizer first, so that the pod is not counted as failed.
+    pub strip_finalizer: bool,
+}
+
+/// What one sync does, in order: delete, create, write `flush` (new uncounted pods and
+/// interim conditions), strip finalizers, write `status`, record `events`.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Pods to delete.
+    pub delete: Vec<Deletion>,
+    /// Pods to create: their completion index, or None for a NonIndexed Job.
+    pub create: Vec<Option<i32>>,
+    /// The status to write before any finalizer is removed, if it changed.
+    pub flush: Option<JobStatus>,
+    /// Pods whose tracking finalizer goes.
+    pub strip_finalizers: Vec<String>,
+    /// The status once the finalizers are gone.
+    pub status: JobStatus,
+    /// The backoff record to keep once `flush` is written.
+    pub backoff: Backoff,
+    /// Sync again after this long (backoff, activeDeadlineSeconds).
+    pub requeue: Option<Duration>,
+    /// Events about the Job.
+    pub events: Vec<JobEvent>,
+}
+
+/// What a sync starts from.
+pub struct Input<'a> {
+    /// The Job as read.
+    pub job: &'a Job,
+    /// Its pods (controlled by it).
+    pub pods: &'a [Pod],
+    /// The backoff record kept since the last sync.
+    pub backoff: Backoff,
+    /// The time, to the second.
+    pub now: Timestamp,
+}
+
+/// The condition of `type_`, if any.
+pub fn condition<'a>(status: &'a JobStatus, type_: &str) -> Option<&'a JobCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_)
+}
+
+fn condition_true(status: &JobStatus, type_: &str) -> bool {
+    condition(status, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Whether the Job is Complete or Failed.
+pub fn is_finished(status: &JobStatus) -> bool {
+    condition_true(status, "Complete") || condition_true(status, "Failed")
+}
+
+fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> JobCondition {
+    JobCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: (!reason.is_empty()).then(|| reason.into()),
+        message: (!message.is_empty()).then(|| message.into()),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
+    }
+}
+
+/// Upstream's `ensureJobConditionStatus`: sets or adds a condition; a False one is
+/// never added. Returns whether anything changed.
+fn ensure_condition(status: &mut JobStatus, cond: JobCondition) -> bool {
+    let list = status.conditions.get_or_insert_with(Vec::new);
+    if let Some(old) = list.iter_mut().find(|c| c.type_ == cond.type_) {
+        if old.status != cond.status || old.reason != cond.reason || old.message != cond.message {
+            *old = cond;
+            return true;
+        }
+        return false;
+    }
+    if cond.status != "False" {
+        list.push(cond);
+        return true;
+    }
+    false
+}
+
+/// The spec's numbers, defaulted as the API server does.
+struct Spec<'a> {
+    spec: &'a JobSpec,
+    parallelism: i32,
+    completions: Option<i32>,
+    backoff_limit: i32,
+    indexed: bool,
+    suspended: bool,
+    only_replace_failed: bool,
+}
+
+impl<'a> Spec<'a> {
+    fn of(spec: &'a JobSpec) -> Self {
+        Spec {
+            spec,
+            parallelism: spec.parallelism.unwrap_or(1).max(0),
+            completions: spec.completions,
+            backoff_limit: spec.backoff_limit.unwrap_or(6),
+            indexed: spec.completion_mode.as_deref() == Some("Indexed")
+                && spec.completions.is_some(),
+            suspended: spec.suspend == Some(true),
+            only_replace_failed: spec.pod_replacement_policy.as_deref() == Some("Failed"),
+        }
+    }
+
+    fn counts_failure(&self, pod: &Pod) -> bool {
+        self.spec
+            .pod_failure_policy
+            .as_ref()
+            .is_none_or(|p| pods::match_failure_policy(p, pod).counts)
+    }
+
+    fn valid_index(&self, pod: &Pod) -> bool {
+        !self.indexed
+            || pods::completion_index(pod).is_some_and(|ix| ix < self.completions.unwrap_or(0))
+    }
+}
+
+/// The sync of one Job that is not finished yet.
+pub fn sync(input: &Input) -> Plan {
+    let job = input.job;
+    let now = input.now;
+    let default_spec = JobSpec::default();
+    let spec = Spec::of(job.spec.as_ref().unwrap_or(&default_spec));
+    let mut status = job.status.clone().unwrap_or_default();
+    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let uncounted_ok: BTreeSet<&str> = uncounted
+        .succeeded
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let uncounted_failed: BTreeSet<&str> = uncounted
+        .failed
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+
+    let active_pods: Vec<&Pod> = input.pods.iter().filter(|p| pods::is_active(p)).collect();
+    let mut active = active_pods.len() as i32;
+    let mut ready = active_pods.iter().filter(|p| pods::is_ready(p)).count() as i32;
+    let mut terminating = input
+        .pods
+        .iter()
+        .filter(|p| pods::is_terminating(p))
+        .count() as i32;
+
+    let tracked = |p: &&Pod| pods::has_finalizer(p) && spec.valid_index(p);
+    let new_succeeded: Vec<&Pod> = input
+        .pods
+        .iter()
+        .filter(tracked)
+        .filter(|p| pods::phase(p) == "Succeeded" && !uncounted_ok.contains(uid(p).as_str()))
+        .collect();
+    let new_failed: Vec<&Pod> = input
+        .pods
+        .iter()
+        .filter(tracked)
+        .filter(|p| {
+            pods::is_failed(p, spec.only_replace_failed)
+                && !uncounted_failed.contains(uid(p).as_str())
+        })
+        .collect();
+    let mut succeeded =
+        status.succeeded.unwrap_or(0) + new_succeeded.len() as i32 + uncounted_ok.len() as i32;
+    let failed = status.failed.unwrap_or(0)
+        + new_failed.iter().filter(|p| spec.counts_failure(p)).count() as i32
+        + uncounted_failed.len() as i32;
+
+    if status.start_time.is_none() && !spec.suspended {
+        status.start_time = Some(Time(now));
+    }
+    let backoff = input.backoff.updated(&new_succeeded, &new_failed, now);
+    let mut plan = Plan {
+        backoff,
+        ..Plan::default()
+    };
+
+    let mut finished = finished_condition(&spec, &status, input.pods, failed, now, &mut plan);
+
+    let prev_indexes = Intervals::parse(
+        status.completed_indexes.as_deref().unwrap_or_default(),
+        spec.completions.unwrap_or(0),
+    );
+    if spec.indexed {
+        let new_ix = input
+            .pods
+            .iter()
+            .filter(|p| {
+                pods::phase(p) == "Succeeded" && pods::has_finalizer(p) && spec.valid_index(p)
+            })
+            .filter_map(pods::completion_index);
+        succeeded = prev_indexes.with(new_ix).total();
+    }
+
+    if finished.is_some() {
+        // A failed or succeeded Job: every active pod goes, keeping its finalizer so
+        // that it is counted.
+        plan.delete = active_pods
+            .iter()
+            .map(|p| Deletion {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                strip_finalizer: false,
+            })
+            .collect();
+        terminating += active;
+        ready -= active_pods.iter().filter(|p| pods::is_ready(p)).count() as i32;
+        active = 0;
+    } else {
+        if job.metadata.deletion_timestamp.is_none() {
+            let removed = manage(
+                &spec,
+                input.pods,
+                &active_pods,
+                succeeded,
+                &prev_indexes,
+                terminating,
+                now,
+                &mut plan,
+            );
+            active -= removed.0;
+            ready -= removed.1;
+            terminating += removed.0;
+            active += plan.create.len() as i32;
+        }
+        let complete = match spec.completions {
+            None => succeeded > 0 && active == 0,
+            Some(c) => succeeded >= c && active == 0,
+        };
+        if complete {
+            finished = Some(new_condition(
+                "SuccessCriteriaMet",
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ));
+        } else if job.metadata.deletion_timestamp.is_none() {
+            suspend_condition(&spec, &mut status, now, &mut plan);
+        }
+    }
+    status.active = Some(active);
+    status.ready = Some(ready);
+    status.terminating = Some(terminating);
+    track(
+        &spec,
+        job,
+        input.pods,
+        status,
+        &prev_indexes,
+        finished,
+        terminating,
+        now,
+        plan,
+    )
+}
+
+/// The condition the Job is heading for, if any: success already met, a failure
+/// already decided, a FailJob rule, the backoff limit or the deadline.
+fn finished_condition(
+    spec: &Spec,
+    status: &JobStatus,
+    all: &[Pod],
+    failed: i32,
+    now: Timestamp,
+    plan: &mut Plan,
+) -> Option<JobCondition> {
+    if let Some(met) = condition(status, "SuccessCriteriaMet").filter(|c| c.status == "True") {
+        return Some(met.clone());
+    }
+    if let Some(target) = condition(status, "FailureTarget").filter(|c| c.status == "True") {
+        let mut failed = target.clone();
+        failed.type_ = "Failed".into();
+        return Some(failed);
+    }
+    if let Some(policy) = &spec.spec.pod_failure_policy {
+        let message = all
+            .iter()
+            .filter(|p| pods::is_failed(p, spec.only_replace_failed))
+            .find_map(|p| pods::match_failure_policy(policy, p).fail_job);
+        if let Some(message) = message {
+            return Some(new_condition(
+                "FailureTarget",
+                "True",
+                "PodFailurePolicy",
+                &message,
+                now,
+            ));
+        }
+    }
+    if failed > spec.backoff_limit || past_backoff_limit_on_failure(spec, all) {
+        return Some(new_condition(
+            "FailureTarget",
+            "True",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+            now,
+        ));
+    }
+    let deadline = spec
+        .spec
+        .active_deadline_seconds
+        .filter(|_| !spec.suspended);
+    if let (Some(limit), Some(start)) = (deadline, status.start_time.as_ref()) {
+        let elapsed = now.duration_since(start.0).as_secs();
+        if elapsed >= limit {
+            return Some(new_condition(
+                "FailureTarget",
+                "True",
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+                now,
+            ));
+        }
+        plan.requeue = Some(Duration::from_secs((limit - elapsed) as u64));
+    }
+    None
+}
+
+/// For restartPolicy OnFailure: the restarts of running pods reach the backoff limit.
+fn past_backoff_limit_on_failure(spec: &Spec, all: &[Pod]) -> bool {
+    let on_failure = spec
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        == Some("OnFailure");
+    if !on_failure {
+        return false;
+    }
+    let restarts: i32 = all
+        .iter()
+        .filter(|p| matches!(pods::phase(p), "Running" | "Pending"))
+        .flat_map(|p| {
+            p.status.iter().flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
+        })
+        .map(|c| c.restart_count)
+        .sum();
+    if spec.backoff_limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= spec.backoff_limit
+    }
+}
+
+/// Upstream's `manageJob`: deletes surplus pods, or creates missing ones once the
+/// backoff allows. Returns how many active pods, and how many ready ones, it deleted.
+#[allow(clippy::too_many_arguments)]
+fn manage(
+    spec: &Spec,
+    all: &[Pod],
+    active_pods: &[&Pod],
+    succeeded: i32,
+    prev_indexes: &Intervals,
+    terminating: i32,
+    now: Timestamp,
+    plan: &mut Plan,
+) -> (i32, i32) {
+    let active = active_pods.len() as i32;
+    let delete = |pods: Vec<&Pod>, plan: &mut Plan| {
+        let ready = pods.iter().filter(|p| pods::is_ready(p)).count() as i32;
+        plan.delete = pods
+            .iter()
+            .take(MAX_PODS_PER_SYNC)
+            .map(|p| Deletion {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                strip_finalizer: true,
+            })
+            .collect();
+        (plan.delete.len() as i32, ready)
+    };
+    if spec.suspended {
+        return delete(active_pods.to_vec(), plan);
+    }
+    let want = match spec.completions {
+        None if succeeded > 0 => active,
+        None => spec.parallelism,
+        Some(c) => (c - succeeded).clamp(0, spec.parallelism),
+    };
+    let surplus = for_removal(spec, active_pods, (active - want).max(0) as usize);
+    if !surplus.is_empty() {
+        return delete(surplus, plan);
+    }
+    if active < want {
+        let wait = plan.backoff.remaining(now);
+        if !wait.is_zero() {
+            plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
+            return (0, 0);
+        }
+        let mut diff = want - active;
+        if spec.only_replace_failed {
+            diff -= terminating;
+        }
+        let diff = diff.clamp(0, MAX_PODS_PER_SYNC as i32) as usize;
+        plan.create = if spec.indexed {
+            pending_indexes(spec, all, prev_indexes, diff)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; diff]
+        };
+    }
+    (0, 0)
+}
+
+/// Active pods to remove: for an Indexed Job those with a bad or repeated index
+/// first, then the least valuable ones until `at_least` go.
+fn for_removal<'a>(spec: &Spec, active_pods: &[&'a Pod], at_least: usize) -> Vec<&'a Pod> {
+    let mut remove = Vec::new();
+    let mut left: Vec<&Pod> = Vec::new();
+    if spec.indexed {
+        let mut sorted = active_pods.to_vec();
+        sorted.sort_by(|a, b| {
+            pods::completion_index(a)
+                .cmp(&pods::completion_index(b))
+                .then(pods::removal_order(b, a))
+        });
+        let mut seen = BTreeSet::new();
+        for pod in sorted {
+            match pods::completion_index(pod) {
+                Some(ix) if spec.valid_index(pod) && seen.insert(ix) => left.push(pod),
+                _ => remove.push(pod),
+            }
+        }
+    } else {
+        left = active_pods.to_vec();
+    }
+    if remove.len() < at_least {
+        left.sort_by(|a, b| pods::removal_order(a, b));
+        remove.extend(left.into_iter().take(at_least - remove.len()));
+    }
+    remove
+}
+
+/// The first `count` indexes neither succeeded nor held by a pod still running.
+fn pending_indexes(spec: &Spec, all: &[Pod], done: &Intervals, count: usize) -> Vec<i32> {
+    let held: BTreeSet<i32> = all
+        .iter()
+        .filter(|p| pods::is_active(p) || (spec.only_replace_failed && pods::is_terminating(p)))
+        .filter_map(pods::completion_index)
+        .collect();
+    (0..spec.completions.unwrap_or(0))
+        .filter(|ix| !done.has(*ix) && !held.contains(ix))
+        .take(count)
+        .collect()
+}
+
+/// The Suspended condition and its events; resuming restarts the clock.
+fn suspend_condition(spec: &Spec, status: &mut JobStatus, now: Timestamp, plan: &mut Plan) {
+    let (cond, reason, message) = if spec.suspended {
+        (
+            new_condition("Suspended", "True", "JobSuspended", "Job suspended", now),
+            "Suspended",
+            "Job suspended",
+        )
+    } else {
+        (
+            new_condition("Suspended", "False", "JobResumed", "Job resumed", now),
+            "Resumed",
+            "Job resumed",
+        )
+    };
+    if !ensure_condition(status, cond) {
+        return;
+    }
+    plan.events.push(JobEvent {
+        warning: false,
+        reason,
+        message: message.into(),
+    });
+    if !spec.suspended {
+        status.start_time = Some(Time(now));
+    }
+}
+
+/// Upstream's `trackJobStatusAndRemoveFinalizers`: finished pods go into
+/// uncountedTerminatedPods (written first), lose their finalizer, then count.
+#[allow(clippy::too_many_arguments)]
+fn track(
+    spec: &Spec,
+    job: &Job,
+    all: &[Pod],
+    mut status: JobStatus,
+    prev_indexes: &Intervals,
+    finished: Option<JobCondition>,
+    terminating: i32,
+    now: Timestamp,
+    mut plan: Plan,
+) -> Plan {
+    let mut uncounted = status.uncounted_terminated_pods.take().unwrap_or_default();
+    let mut ok: Vec<String> = uncounted.succeeded.take().unwrap_or_default();
+    let mut bad: Vec<String> = uncounted.failed.take().unwrap_or_default();
+    let with_finalizer: BTreeSet<String> = all
+        .iter()
+        .filter(|p| pods::has_finalizer(p))
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+    count_stripped(&mut status, &mut ok, &mut bad, &with_finalizer);
+
+    let mut new_indexes = Vec::new();
+    let mut sorted: Vec<&Pod> = all.iter().filter(|p| pods::has_finalizer(p)).collect();
+    sorted.sort_by_key(|p| pods::completion_index(p));
+    for pod in sorted {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let failed = pods::is_failed(pod, spec.only_replace_failed);
+        let removable = job.metadata.deletion_timestamp.is_some()
+            || finished.is_some()
+            || pods::phase(pod) == "Succeeded"
+            || failed;
+        if !removable {
+            continue;
+        }
+        plan.strip_finalizers
+            .push(pod.metadata.name.clone().unwrap_or_default());
+        let ending = finished
+            .as_ref()
+            .is_some_and(|c| c.type_ != "SuccessCriteriaMet");
+        if pods::phase(pod) == "Succeeded" && !bad.contains(&uid) {
+            if spec.indexed {
+                if let Some(ix) = pods::completion_index(pod).filter(|_| spec.valid_index(pod)) {
+                    if !prev_indexes.has(ix) {
+                        new_indexes.push(ix);
+                    }
+                }
+            } else if !ok.contains(&uid) {
+                ok.push(uid);
+            }
+        } else if (failed || ending)
+            && !bad.contains(&uid)
+            && spec.valid_index(pod)
+            && spec.counts_failure(pod)
+        {
+            bad.push(uid);
+        }
+    }
+    if spec.indexed {
+        let done = prev_indexes.with(new_indexes);
+        status.succeeded = Some(done.total());
+        status.completed_indexes = Some(done.to_string());
+    }
+    let mut finished = finished;
+    if let Some(cond) = finished.as_mut() {
+        match cond.type_.as_str() {
+            "FailureTarget" => {
+                status
+                    .conditions
+                    .get_or_insert_with(Vec::new)
+                    .push(cond.clone());
+                *cond = new_condition(
+                    "Failed",
+                    "True",
+                    cond.reason.as_deref().unwrap_or_default(),
+                    cond.message.as_deref().unwrap_or_default(),
+                    now,
+                );
+            }
+            "SuccessCriteriaMet" => {
+                if condition(&status, "SuccessCriteriaMet").is_none() {
+                    status
+                        .conditions
+                        .get_or_insert_with(Vec::new)
+                        .push(cond.clone());
+                }
+                *cond = new_condition(
+                    "Complete",
+                    "True",
+                    cond.reason.as_deref().unwrap_or_default(),
+                    cond.message.as_deref().unwrap_or_default(),
+                    now,
+                );
+            }
+            _ => {}
+        }
+    }
+    status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
+    normalize(&mut status);
+    if Some(&status) != job.status.as_ref() {
+        plan.flush = Some(status.clone());
+    }
+
+    // Once the finalizers are gone, every uncounted pod counts.
+    count_stripped(&mut status, &mut ok, &mut bad, &BTreeSet::new());
+    status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
+    if let Some(cond) = finished.filter(|_| terminating == 0) {
+        if cond.type_ == "Complete" {
+            status.completion_time = cond.last_transition_time.clone();
+            if spec
+                .completions
+                .is_some_and(|c| status.succeeded.unwrap_or(0) > c)
+            {
+                plan.events.push(JobEvent {
+                    warning: true,
+                    reason: "TooManySucceededPods",
+                    message: "Too many succeeded pods running after completion count reached"
+                        .into(),
+                });
+            }
+            plan.events.push(JobEvent {
+                warning: false,
+                reason: "Completed",
+                message: "Job completed".into(),
+            });
+        } else {
+            plan.events.push(JobEvent {
+                warning: true,
+                reason: reason_static(cond.reason.as_deref()),
+                message: cond.message.clone().unwrap_or_default(),
+            });
+        }
+        ensure_condition(&mut status, cond);
+        plan.requeue = None;
+    }
+    normalize(&mut status);
+    plan.status = status;
+    plan
+}
+
+fn reason_static(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some("BackoffLimitExceeded") => "BackoffLimitExceeded",
+        Some("DeadlineExceeded") => "DeadlineExceeded",
+        Some("PodFailurePolicy") => "PodFailurePolicy",
+        _ => "Failed",
+    }
+}
+
+/// Moves uncounted pods that no longer carry the finalizer into the counters.
+fn count_stripped(
+    status: &mut JobStatus,
+    ok: &mut Vec<String>,
+    bad: &mut Vec<String>,
+    with_finalizer: &BTreeSet<String>,
+) {
+    let before = (ok.len(), bad.len());
+    ok.retain(|u| with_finalizer.contains(u));
+    bad.retain(|u| with_finalizer.contains(u));
+    if !ok.len().eq(&before.0) || status.succeeded.is_none() {
+        status.succeeded = Some(status.succeeded.unwrap_or(0) + (before.0 - ok.len()) as i32);
+    }
+    if !bad.len().eq(&before.1) || status.failed.is_none() {
+        status.failed = Some(status.failed.unwrap_or(0) + (before.1 - bad.len()) as i32);
+    }
+}
+
+fn uncounted_of(ok: &[String], bad: &[String]) -> UncountedTerminatedPods {
+    UncountedTerminatedPods {
+        succeeded: (!ok.is_empty()).then(|| ok.to_vec()),
+        failed: (!bad.is_empty()).then(|| bad.to_vec()),
+    }
+}
+
+/// Counters of zero are left out, as upstream's `omitempty` integers are.
+fn normalize(status: &mut JobStatus) {
+    for field in [
+        &mut status.active,
+        &mut status.succeeded,
+        &mut status.failed,
+    ] {
+        if *field == Some(0) {
+            *field = None;
+        }
+    }
+    if status.completed_indexes.as_deref() == Some("") {
+        status.completed_indexes = None;
+    }
+}
