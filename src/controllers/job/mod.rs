@@ -13,6 +13,7 @@ mod plan;
 mod pods;
 #[cfg(test)]
 mod tests;
+mod track;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::indexes::Intervals;
 use super::pods;
+use super::track::track;
 
 /// The first delay before a failed pod is replaced; it doubles with each failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -146,7 +147,7 @@ pub fn is_finished(status: &JobStatus) -> bool {
     condition_true(status, "Complete") || condition_true(status, "Failed")
 }
 
-fn new_condition(
+pub(super) fn new_condition(
     type_: &str,
     status: &str,
     reason: &str,
@@ -165,9 +166,13 @@ fn new_condition(
 
 /// Upstream's `ensureJobConditionStatus`: sets or adds a condition; a False one is
 /// never added. Returns whether anything changed.
-fn ensure_condition(status: &mut JobStatus, cond: JobCondition) -> bool {
-    let list = status.conditions.get_or_insert_with(Vec::new);
-    if let Some(old) = list.iter_mut().find(|c| c.type_ == cond.type_) {
+pub(super) fn ensure_condition(status: &mut JobStatus, cond: JobCondition) -> bool {
+    if let Some(old) = status
+        .conditions
+        .iter_mut()
+        .flatten()
+        .find(|c| c.type_ == cond.type_)
+    {
         if old.status != cond.status || old.reason != cond.reason || old.message != cond.message {
             *old = cond;
             return true;
@@ -175,21 +180,21 @@ fn ensure_condition(status: &mut JobStatus, cond: JobCondition) -> bool {
         return false;
     }
     if cond.status != "False" {
-        list.push(cond);
+        status.conditions.get_or_insert_with(Vec::new).push(cond);
         return true;
     }
     false
 }
 
 /// The spec's numbers, defaulted as the API server does.
-struct Spec<'a> {
-    spec: &'a JobSpec,
-    parallelism: i32,
-    completions: Option<i32>,
-    backoff_limit: i32,
-    indexed: bool,
-    suspended: bool,
-    only_replace_failed: bool,
+pub(super) struct Spec<'a> {
+    pub spec: &'a JobSpec,
+    pub parallelism: i32,
+    pub completions: Option<i32>,
+    pub backoff_limit: i32,
+    pub indexed: bool,
+    pub suspended: bool,
+    pub only_replace_failed: bool,
 }
 
 impl<'a> Spec<'a> {
@@ -206,14 +211,14 @@ impl<'a> Spec<'a> {
         }
     }
 
-    fn counts_failure(&self, pod: &Pod) -> bool {
+    pub fn counts_failure(&self, pod: &Pod) -> bool {
         self.spec
             .pod_failure_policy
             .as_ref()
             .is_none_or(|p| pods::match_failure_policy(p, pod).counts)
     }
 
-    fn valid_index(&self, pod: &Pod) -> bool {
+    pub fn valid_index(&self, pod: &Pod) -> bool {
         !self.indexed
             || pods::completion_index(pod).is_some_and(|ix| ix < self.completions.unwrap_or(0))
     }
@@ -287,6 +292,7 @@ pub fn sync(input: &Input) -> Plan {
         status.completed_indexes.as_deref().unwrap_or_default(),
         spec.completions.unwrap_or(0),
     );
+    let mut done_indexes = prev_indexes.clone();
     if spec.indexed {
         let new_ix = input
             .pods
@@ -295,9 +301,9 @@ pub fn sync(input: &Input) -> Plan {
                 pods::phase(p) == "Succeeded" && pods::has_finalizer(p) && spec.valid_index(p)
             })
             .filter_map(pods::completion_index);
-        succeeded = prev_indexes.with(new_ix).total();
+        done_indexes = prev_indexes.with(new_ix);
+        succeeded = done_indexes.total();
     }
-
     if finished.is_some() {
         // A failed or succeeded Job: every active pod goes, keeping its finalizer so
         // that it is counted.
@@ -318,7 +324,7 @@ pub fn sync(input: &Input) -> Plan {
                 input.pods,
                 &active_pods,
                 succeeded,
-                &prev_indexes,
+                &done_indexes,
                 terminating,
                 now,
                 &mut plan,
@@ -582,197 +588,5 @@ fn suspend_condition(spec: &Spec, status: &mut JobStatus, now: Timestamp, plan: 
     });
     if !spec.suspended {
         status.start_time = Some(Time(now));
-    }
-}
-
-/// Upstream's `trackJobStatusAndRemoveFinalizers`: finished pods go into
-/// uncountedTerminatedPods (written first), lose their finalizer, then count.
-#[allow(clippy::too_many_arguments)]
-fn track(
-    spec: &Spec,
-    job: &Job,
-    all: &[Pod],
-    mut status: JobStatus,
-    prev_indexes: &Intervals,
-    finished: Option<JobCondition>,
-    terminating: i32,
-    now: Timestamp,
-    mut plan: Plan,
-) -> Plan {
-    let mut uncounted = status.uncounted_terminated_pods.take().unwrap_or_default();
-    let mut ok: Vec<String> = uncounted.succeeded.take().unwrap_or_default();
-    let mut bad: Vec<String> = uncounted.failed.take().unwrap_or_default();
-    let with_finalizer: BTreeSet<String> = all
-        .iter()
-        .filter(|p| pods::has_finalizer(p))
-        .filter_map(|p| p.metadata.uid.clone())
-        .collect();
-    count_stripped(&mut status, &mut ok, &mut bad, &with_finalizer);
-
-    let mut new_indexes = Vec::new();
-    let mut sorted: Vec<&Pod> = all.iter().filter(|p| pods::has_finalizer(p)).collect();
-    sorted.sort_by_key(|p| pods::completion_index(p));
-    for pod in sorted {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let failed = pods::is_failed(pod, spec.only_replace_failed);
-        let removable = job.metadata.deletion_timestamp.is_some()
-            || finished.is_some()
-            || pods::phase(pod) == "Succeeded"
-            || failed;
-        if !removable {
-            continue;
-        }
-        plan.strip_finalizers
-            .push(pod.metadata.name.clone().unwrap_or_default());
-        let ending = finished
-            .as_ref()
-            .is_some_and(|c| c.type_ != "SuccessCriteriaMet");
-        if pods::phase(pod) == "Succeeded" && !bad.contains(&uid) {
-            if spec.indexed {
-                if let Some(ix) = pods::completion_index(pod).filter(|_| spec.valid_index(pod)) {
-                    if !prev_indexes.has(ix) {
-                        new_indexes.push(ix);
-                    }
-                }
-            } else if !ok.contains(&uid) {
-                ok.push(uid);
-            }
-        } else if (failed || ending)
-            && !bad.contains(&uid)
-            && spec.valid_index(pod)
-            && spec.counts_failure(pod)
-        {
-            bad.push(uid);
-        }
-    }
-    if spec.indexed {
-        let done = prev_indexes.with(new_indexes);
-        status.succeeded = Some(done.total());
-        status.completed_indexes = Some(done.to_string());
-    }
-    let mut finished = finished;
-    if let Some(cond) = finished.as_mut() {
-        match cond.type_.as_str() {
-            "FailureTarget" => {
-                status
-                    .conditions
-                    .get_or_insert_with(Vec::new)
-                    .push(cond.clone());
-                *cond = new_condition(
-                    "Failed",
-                    "True",
-                    cond.reason.as_deref().unwrap_or_default(),
-                    cond.message.as_deref().unwrap_or_default(),
-                    now,
-                );
-            }
-            "SuccessCriteriaMet" => {
-                if condition(&status, "SuccessCriteriaMet").is_none() {
-                    status
-                        .conditions
-                        .get_or_insert_with(Vec::new)
-                        .push(cond.clone());
-                }
-                *cond = new_condition(
-                    "Complete",
-                    "True",
-                    cond.reason.as_deref().unwrap_or_default(),
-                    cond.message.as_deref().unwrap_or_default(),
-                    now,
-                );
-            }
-            _ => {}
-        }
-    }
-    status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
-    normalize(&mut status);
-    if Some(&status) != job.status.as_ref() {
-        plan.flush = Some(status.clone());
-    }
-
-    // Once the finalizers are gone, every uncounted pod counts.
-    count_stripped(&mut status, &mut ok, &mut bad, &BTreeSet::new());
-    status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
-    if let Some(cond) = finished.filter(|_| terminating == 0) {
-        if cond.type_ == "Complete" {
-            status.completion_time = cond.last_transition_time.clone();
-            if spec
-                .completions
-                .is_some_and(|c| status.succeeded.unwrap_or(0) > c)
-            {
-                plan.events.push(JobEvent {
-                    warning: true,
-                    reason: "TooManySucceededPods",
-                    message: "Too many succeeded pods running after completion count reached"
-                        .into(),
-                });
-            }
-            plan.events.push(JobEvent {
-                warning: false,
-                reason: "Completed",
-                message: "Job completed".into(),
-            });
-        } else {
-            plan.events.push(JobEvent {
-                warning: true,
-                reason: reason_static(cond.reason.as_deref()),
-                message: cond.message.clone().unwrap_or_default(),
-            });
-        }
-        ensure_condition(&mut status, cond);
-        plan.requeue = None;
-    }
-    normalize(&mut status);
-    plan.status = status;
-    plan
-}
-
-fn reason_static(reason: Option<&str>) -> &'static str {
-    match reason {
-        Some("BackoffLimitExceeded") => "BackoffLimitExceeded",
-        Some("DeadlineExceeded") => "DeadlineExceeded",
-        Some("PodFailurePolicy") => "PodFailurePolicy",
-        _ => "Failed",
-    }
-}
-
-/// Moves uncounted pods that no longer carry the finalizer into the counters.
-fn count_stripped(
-    status: &mut JobStatus,
-    ok: &mut Vec<String>,
-    bad: &mut Vec<String>,
-    with_finalizer: &BTreeSet<String>,
-) {
-    let before = (ok.len(), bad.len());
-    ok.retain(|u| with_finalizer.contains(u));
-    bad.retain(|u| with_finalizer.contains(u));
-    if !ok.len().eq(&before.0) || status.succeeded.is_none() {
-        status.succeeded = Some(status.succeeded.unwrap_or(0) + (before.0 - ok.len()) as i32);
-    }
-    if !bad.len().eq(&before.1) || status.failed.is_none() {
-        status.failed = Some(status.failed.unwrap_or(0) + (before.1 - bad.len()) as i32);
-    }
-}
-
-fn uncounted_of(ok: &[String], bad: &[String]) -> UncountedTerminatedPods {
-    UncountedTerminatedPods {
-        succeeded: (!ok.is_empty()).then(|| ok.to_vec()),
-        failed: (!bad.is_empty()).then(|| bad.to_vec()),
-    }
-}
-
-/// Counters of zero are left out, as upstream's `omitempty` integers are.
-fn normalize(status: &mut JobStatus) {
-    for field in [
-        &mut status.active,
-        &mut status.succeeded,
-        &mut status.failed,
-    ] {
-        if *field == Some(0) {
-            *field = None;
-        }
-    }
-    if status.completed_indexes.as_deref() == Some("") {
-        status.completed_indexes = None;
     }
 }
