@@ -8,6 +8,7 @@
 //! The decision is [`plan::sync`], pure; this file reads the Job and its pods, carries
 //! the plan out and keeps each Job's backoff record.
 
+mod backoff;
 mod indexes;
 mod plan;
 mod pods;
@@ -51,17 +52,19 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
         ctx: ctx.clone(),
         backoff: Mutex::new(HashMap::new()),
     });
-    let orphans = tokio::spawn(release_orphans(ctx.clone(), pod_config.clone()));
-    Controller::new(jobs, watcher::Config::default())
-        .owns(pods, pod_config)
+    let controller = Controller::new(jobs, watcher::Config::default())
+        .owns(pods, pod_config.clone())
         .run(reconcile, |_, err, _| retry_after(err), state)
         .for_each(|outcome| async move {
             if let Err(err) = outcome {
                 tracing::debug!(error = %err, "Job sync failed; retrying.");
             }
-        })
-        .await;
-    orphans.abort();
+        });
+    // Both end with the controller's task: the orphan sweep never ends on its own.
+    tokio::select! {
+        () = controller => {}
+        () = release_orphans(ctx, pod_config) => {}
+    }
     Ok(())
 }
 

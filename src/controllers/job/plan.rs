@@ -10,70 +10,13 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+pub use super::backoff::Backoff;
 use super::indexes::Intervals;
 use super::pods;
 use super::track::track;
 
-/// The first delay before a failed pod is replaced; it doubles with each failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
-/// The longest delay before a failed pod is replaced.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// At most this many pods are created or deleted in one sync, as upstream.
 const MAX_PODS_PER_SYNC: usize = 500;
-
-/// Failures since the last success, kept between syncs (upstream's `backoffRecord`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Backoff {
-    /// Pods failed since the last one succeeded.
-    pub failures: i32,
-    /// When the last of them finished.
-    pub last_failure: Option<Timestamp>,
-}
-
-impl Backoff {
-    /// How long to wait before creating a replacement pod.
-    pub fn remaining(&self, now: Timestamp) -> Duration {
-        let Some(last) = self.last_failure.filter(|_| self.failures > 0) else {
-            return Duration::ZERO;
-        };
-        let mut delay = BACKOFF_BASE;
-        for _ in 1..self.failures {
-            delay = (delay * 2).min(BACKOFF_MAX);
-            if delay == BACKOFF_MAX {
-                break;
-            }
-        }
-        let elapsed = Duration::try_from(now.duration_since(last)).unwrap_or(Duration::ZERO);
-        delay.saturating_sub(elapsed)
-    }
-
-    /// The record after `succeeded` and `failed` pods were newly seen finished.
-    fn updated(mut self, succeeded: &[&Pod], failed: &[&Pod], now: Timestamp) -> Backoff {
-        let mut failed_times: Vec<Timestamp> =
-            failed.iter().map(|p| pods::finish_time(p, now)).collect();
-        failed_times.sort();
-        if succeeded.is_empty() {
-            if let Some(last) = failed_times.last() {
-                self.failures += failed_times.len() as i32;
-                self.last_failure = Some(*last);
-            }
-            return self;
-        }
-        let last_success = succeeded
-            .iter()
-            .map(|p| pods::finish_time(p, now))
-            .max()
-            .unwrap_or(now);
-        let after: Vec<Timestamp> = failed_times
-            .into_iter()
-            .filter(|t| *t > last_success)
-            .collect();
-        Backoff {
-            failures: after.len() as i32,
-            last_failure: after.last().copied(),
-        }
-    }
-}
 
 /// A Job event, recorded once the status saying it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,119 +167,86 @@ impl<'a> Spec<'a> {
     }
 }
 
+/// Finished pods not yet in uncountedTerminatedPods, and how many are there already.
+struct NewlyFinished<'a> {
+    succeeded: Vec<&'a Pod>,
+    failed: Vec<&'a Pod>,
+    uncounted_succeeded: i32,
+    uncounted_failed: i32,
+}
+
+fn newly_finished<'a>(spec: &Spec, status: &JobStatus, all: &'a [Pod]) -> NewlyFinished<'a> {
+    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let set = |l: Option<Vec<String>>| l.unwrap_or_default().into_iter().collect::<BTreeSet<_>>();
+    let (ok, bad) = (set(uncounted.succeeded), set(uncounted.failed));
+    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+    let tracked = |p: &&Pod| pods::has_finalizer(p) && spec.valid_index(p);
+    NewlyFinished {
+        succeeded: all
+            .iter()
+            .filter(tracked)
+            .filter(|p| pods::phase(p) == "Succeeded" && !ok.contains(&uid(p)))
+            .collect(),
+        failed: all
+            .iter()
+            .filter(tracked)
+            .filter(|p| pods::is_failed(p, spec.only_replace_failed) && !bad.contains(&uid(p)))
+            .collect(),
+        uncounted_succeeded: ok.len() as i32,
+        uncounted_failed: bad.len() as i32,
+    }
+}
+
+/// Active, ready and terminating pods, as the status reports them.
+#[derive(Clone, Copy)]
+struct Counts {
+    active: i32,
+    ready: i32,
+    terminating: i32,
+}
+
 /// The sync of one Job that is not finished yet.
 pub fn sync(input: &Input) -> Plan {
-    let job = input.job;
-    let now = input.now;
+    let (job, now) = (input.job, input.now);
     let default_spec = JobSpec::default();
     let spec = Spec::of(job.spec.as_ref().unwrap_or(&default_spec));
     let mut status = job.status.clone().unwrap_or_default();
-    let uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
-    let uncounted_ok: BTreeSet<&str> = uncounted
-        .succeeded
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    let uncounted_failed: BTreeSet<&str> = uncounted
-        .failed
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-
     let active_pods: Vec<&Pod> = input.pods.iter().filter(|p| pods::is_active(p)).collect();
-    let mut active = active_pods.len() as i32;
-    let mut ready = active_pods.iter().filter(|p| pods::is_ready(p)).count() as i32;
-    let mut terminating = input
-        .pods
-        .iter()
-        .filter(|p| pods::is_terminating(p))
-        .count() as i32;
-
-    let tracked = |p: &&Pod| pods::has_finalizer(p) && spec.valid_index(p);
-    let new_succeeded: Vec<&Pod> = input
-        .pods
-        .iter()
-        .filter(tracked)
-        .filter(|p| pods::phase(p) == "Succeeded" && !uncounted_ok.contains(uid(p).as_str()))
-        .collect();
-    let new_failed: Vec<&Pod> = input
-        .pods
-        .iter()
-        .filter(tracked)
-        .filter(|p| {
-            pods::is_failed(p, spec.only_replace_failed)
-                && !uncounted_failed.contains(uid(p).as_str())
-        })
-        .collect();
+    let mut counts = Counts {
+        active: active_pods.len() as i32,
+        ready: active_pods.iter().filter(|p| pods::is_ready(p)).count() as i32,
+        terminating: input
+            .pods
+            .iter()
+            .filter(|p| pods::is_terminating(p))
+            .count() as i32,
+    };
+    let new = newly_finished(&spec, &status, input.pods);
     let mut succeeded =
-        status.succeeded.unwrap_or(0) + new_succeeded.len() as i32 + uncounted_ok.len() as i32;
+        status.succeeded.unwrap_or(0) + new.succeeded.len() as i32 + new.uncounted_succeeded;
     let failed = status.failed.unwrap_or(0)
-        + new_failed.iter().filter(|p| spec.counts_failure(p)).count() as i32
-        + uncounted_failed.len() as i32;
-
+        + new.failed.iter().filter(|p| spec.counts_failure(p)).count() as i32
+        + new.uncounted_failed;
     if status.start_time.is_none() && !spec.suspended {
         status.start_time = Some(Time(now));
     }
-    let backoff = input.backoff.updated(&new_succeeded, &new_failed, now);
     let mut plan = Plan {
-        backoff,
+        backoff: input.backoff.updated(&new.succeeded, &new.failed, now),
         ..Plan::default()
     };
-
     let mut finished = finished_condition(&spec, &status, input.pods, failed, now, &mut plan);
-
-    let prev_indexes = Intervals::parse(
-        status.completed_indexes.as_deref().unwrap_or_default(),
-        spec.completions.unwrap_or(0),
-    );
-    let mut done_indexes = prev_indexes.clone();
+    let (prev_indexes, done_indexes) = succeeded_indexes(&spec, &status, input.pods);
     if spec.indexed {
-        let new_ix = input
-            .pods
-            .iter()
-            .filter(|p| {
-                pods::phase(p) == "Succeeded" && pods::has_finalizer(p) && spec.valid_index(p)
-            })
-            .filter_map(pods::completion_index);
-        done_indexes = prev_indexes.with(new_ix);
         succeeded = done_indexes.total();
     }
     if finished.is_some() {
-        // A failed or succeeded Job: every active pod goes, keeping its finalizer so
-        // that it is counted.
-        plan.delete = active_pods
-            .iter()
-            .map(|p| Deletion {
-                name: p.metadata.name.clone().unwrap_or_default(),
-                strip_finalizer: false,
-            })
-            .collect();
-        terminating += active;
-        ready -= active_pods.iter().filter(|p| pods::is_ready(p)).count() as i32;
-        active = 0;
+        counts = remove_all(&active_pods, counts, &mut plan);
     } else {
-        if job.metadata.deletion_timestamp.is_none() {
-            let removed = manage(
-                &spec,
-                input.pods,
-                &active_pods,
-                succeeded,
-                &done_indexes,
-                terminating,
-                now,
-                &mut plan,
-            );
-            active -= removed.0;
-            ready -= removed.1;
-            terminating += removed.0;
-            active += plan.create.len() as i32;
-        }
+        let manage_input = (input.pods, active_pods.as_slice(), succeeded, &done_indexes);
+        counts = run_pods(&spec, job, manage_input, counts, now, &mut plan);
         let complete = match spec.completions {
-            None => succeeded > 0 && active == 0,
-            Some(c) => succeeded >= c && active == 0,
+            None => succeeded > 0 && counts.active == 0,
+            Some(c) => succeeded >= c && counts.active == 0,
         };
         if complete {
             finished = Some(new_condition(
@@ -350,9 +260,10 @@ pub fn sync(input: &Input) -> Plan {
             suspend_condition(&spec, &mut status, now, &mut plan);
         }
     }
-    status.active = Some(active);
-    status.ready = Some(ready);
-    status.terminating = Some(terminating);
+    status.active = Some(counts.active);
+    status.ready = Some(counts.ready);
+    status.terminating = Some(counts.terminating);
+    let terminating = counts.terminating;
     track(
         &spec,
         job,
@@ -364,6 +275,67 @@ pub fn sync(input: &Input) -> Plan {
         now,
         plan,
     )
+}
+
+/// Upstream's `calculateSucceededIndexes`: the indexes in the status, and those with
+/// the successes not counted yet.
+fn succeeded_indexes(spec: &Spec, status: &JobStatus, all: &[Pod]) -> (Intervals, Intervals) {
+    let prev = Intervals::parse(
+        status.completed_indexes.as_deref().unwrap_or_default(),
+        spec.completions.unwrap_or(0),
+    );
+    let new = all
+        .iter()
+        .filter(|p| pods::phase(p) == "Succeeded" && pods::has_finalizer(p) && spec.valid_index(p))
+        .filter_map(pods::completion_index);
+    let done = prev.with(new);
+    (prev, done)
+}
+
+/// A failed or succeeded Job: every active pod goes, keeping its finalizer so that it
+/// is counted.
+fn remove_all(active_pods: &[&Pod], counts: Counts, plan: &mut Plan) -> Counts {
+    plan.delete = active_pods
+        .iter()
+        .map(|p| Deletion {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            strip_finalizer: false,
+        })
+        .collect();
+    Counts {
+        active: 0,
+        ready: 0,
+        terminating: counts.terminating + counts.active,
+    }
+}
+
+/// Creates or deletes pods unless the Job is being deleted; the counts after.
+fn run_pods(
+    spec: &Spec,
+    job: &Job,
+    (all, active_pods, succeeded, done): (&[Pod], &[&Pod], i32, &Intervals),
+    counts: Counts,
+    now: Timestamp,
+    plan: &mut Plan,
+) -> Counts {
+    if job.metadata.deletion_timestamp.is_some() {
+        return counts;
+    }
+    let (removed, removed_ready) = manage(
+        spec,
+        all,
+        active_pods,
+        succeeded,
+        done,
+        counts.terminating,
+        now,
+        plan,
+    );
+    Counts {
+        active: counts.active - removed + plan.create.len() as i32,
+        ready: counts.ready - removed_ready,
+        terminating: counts.terminating + removed,
+    }
 }
 
 /// The condition the Job is heading for, if any: success already met, a failure

@@ -38,81 +38,22 @@ pub(super) fn track(
         .collect();
     count_stripped(&mut status, &mut ok, &mut bad, &with_finalizer);
 
-    let mut new_indexes = Vec::new();
-    let mut sorted: Vec<&Pod> = all.iter().filter(|p| pods::has_finalizer(p)).collect();
-    sorted.sort_by_key(|p| pods::completion_index(p));
-    for pod in sorted {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let failed = pods::is_failed(pod, spec.only_replace_failed);
-        let removable = job.metadata.deletion_timestamp.is_some()
-            || finished.is_some()
-            || pods::phase(pod) == "Succeeded"
-            || failed;
-        if !removable {
-            continue;
-        }
-        plan.strip_finalizers
-            .push(pod.metadata.name.clone().unwrap_or_default());
-        let ending = finished
-            .as_ref()
-            .is_some_and(|c| c.type_ != "SuccessCriteriaMet");
-        if pods::phase(pod) == "Succeeded" && !bad.contains(&uid) {
-            if spec.indexed {
-                if let Some(ix) = pods::completion_index(pod).filter(|_| spec.valid_index(pod)) {
-                    if !prev_indexes.has(ix) {
-                        new_indexes.push(ix);
-                    }
-                }
-            } else if !ok.contains(&uid) {
-                ok.push(uid);
-            }
-        } else if (failed || ending)
-            && !bad.contains(&uid)
-            && spec.valid_index(pod)
-            && spec.counts_failure(pod)
-        {
-            bad.push(uid);
-        }
-    }
+    let (strip, new_indexes) = sort_out(
+        spec,
+        job,
+        all,
+        prev_indexes,
+        finished.as_ref(),
+        &mut ok,
+        &mut bad,
+    );
+    plan.strip_finalizers = strip;
     if spec.indexed {
         let done = prev_indexes.with(new_indexes);
         status.succeeded = Some(done.total());
         status.completed_indexes = Some(done.to_string());
     }
-    let mut finished = finished;
-    if let Some(cond) = finished.as_mut() {
-        match cond.type_.as_str() {
-            "FailureTarget" => {
-                status
-                    .conditions
-                    .get_or_insert_with(Vec::new)
-                    .push(cond.clone());
-                *cond = new_condition(
-                    "Failed",
-                    "True",
-                    cond.reason.as_deref().unwrap_or_default(),
-                    cond.message.as_deref().unwrap_or_default(),
-                    now,
-                );
-            }
-            "SuccessCriteriaMet" => {
-                if condition(&status, "SuccessCriteriaMet").is_none() {
-                    status
-                        .conditions
-                        .get_or_insert_with(Vec::new)
-                        .push(cond.clone());
-                }
-                *cond = new_condition(
-                    "Complete",
-                    "True",
-                    cond.reason.as_deref().unwrap_or_default(),
-                    cond.message.as_deref().unwrap_or_default(),
-                    now,
-                );
-            }
-            _ => {}
-        }
-    }
+    let finished = promote(finished, &mut status, now);
     status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
     normalize(&mut status);
     if Some(&status) != job.status.as_ref() {
@@ -123,33 +64,7 @@ pub(super) fn track(
     count_stripped(&mut status, &mut ok, &mut bad, &BTreeSet::new());
     status.uncounted_terminated_pods = Some(uncounted_of(&ok, &bad));
     if let Some(cond) = finished.filter(|_| terminating == 0) {
-        if cond.type_ == "Complete" {
-            status.completion_time = cond.last_transition_time.clone();
-            if spec
-                .completions
-                .is_some_and(|c| status.succeeded.unwrap_or(0) > c)
-            {
-                plan.events.push(JobEvent {
-                    warning: true,
-                    reason: "TooManySucceededPods",
-                    message: "Too many succeeded pods running after completion count reached"
-                        .into(),
-                });
-            }
-            plan.events.push(JobEvent {
-                warning: false,
-                reason: "Completed",
-                message: "Job completed".into(),
-            });
-        } else {
-            plan.events.push(JobEvent {
-                warning: true,
-                reason: reason_static(cond.reason.as_deref()),
-                message: cond.message.clone().unwrap_or_default(),
-            });
-        }
-        ensure_condition(&mut status, cond);
-        plan.requeue = None;
+        conclude(spec, &mut status, cond, &mut plan);
     }
     normalize(&mut status);
     plan.status = status;
@@ -204,4 +119,126 @@ fn normalize(status: &mut JobStatus) {
     if status.completed_indexes.as_deref() == Some("") {
         status.completed_indexes = None;
     }
+}
+
+/// Which finished pods lose their finalizer, recording those not counted yet in `ok`
+/// and `bad` (or, for an Indexed Job's successes, as new indexes).
+fn sort_out(
+    spec: &Spec,
+    job: &Job,
+    all: &[Pod],
+    prev_indexes: &Intervals,
+    finished: Option<&JobCondition>,
+    ok: &mut Vec<String>,
+    bad: &mut Vec<String>,
+) -> (Vec<String>, Vec<i32>) {
+    let mut new_indexes = Vec::new();
+    let mut strip = Vec::new();
+    let mut sorted: Vec<&Pod> = all.iter().filter(|p| pods::has_finalizer(p)).collect();
+    sorted.sort_by_key(|p| pods::completion_index(p));
+    for pod in sorted {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let failed = pods::is_failed(pod, spec.only_replace_failed);
+        let removable = job.metadata.deletion_timestamp.is_some()
+            || finished.is_some()
+            || pods::phase(pod) == "Succeeded"
+            || failed;
+        if !removable {
+            continue;
+        }
+        strip.push(pod.metadata.name.clone().unwrap_or_default());
+        let ending = finished.is_some_and(|c| c.type_ != "SuccessCriteriaMet");
+        if pods::phase(pod) == "Succeeded" && !bad.contains(&uid) {
+            if spec.indexed {
+                if let Some(ix) = pods::completion_index(pod).filter(|_| spec.valid_index(pod)) {
+                    if !prev_indexes.has(ix) {
+                        new_indexes.push(ix);
+                    }
+                }
+            } else if !ok.contains(&uid) {
+                ok.push(uid);
+            }
+        } else if (failed || ending)
+            && !bad.contains(&uid)
+            && spec.valid_index(pod)
+            && spec.counts_failure(pod)
+        {
+            bad.push(uid);
+        }
+    }
+    (strip, new_indexes)
+}
+
+/// Records the interim condition (SuccessCriteriaMet, FailureTarget) in `status` and
+/// returns the final one (Complete, Failed) it leads to.
+fn promote(
+    finished: Option<JobCondition>,
+    status: &mut JobStatus,
+    now: Timestamp,
+) -> Option<JobCondition> {
+    let mut finished = finished;
+    if let Some(cond) = finished.as_mut() {
+        match cond.type_.as_str() {
+            "FailureTarget" => {
+                status
+                    .conditions
+                    .get_or_insert_with(Vec::new)
+                    .push(cond.clone());
+                *cond = new_condition(
+                    "Failed",
+                    "True",
+                    cond.reason.as_deref().unwrap_or_default(),
+                    cond.message.as_deref().unwrap_or_default(),
+                    now,
+                );
+            }
+            "SuccessCriteriaMet" => {
+                if condition(status, "SuccessCriteriaMet").is_none() {
+                    status
+                        .conditions
+                        .get_or_insert_with(Vec::new)
+                        .push(cond.clone());
+                }
+                *cond = new_condition(
+                    "Complete",
+                    "True",
+                    cond.reason.as_deref().unwrap_or_default(),
+                    cond.message.as_deref().unwrap_or_default(),
+                    now,
+                );
+            }
+            _ => {}
+        }
+    }
+    finished
+}
+
+/// The Job is finished: its final condition, completion time and events.
+fn conclude(spec: &Spec, status: &mut JobStatus, cond: JobCondition, plan: &mut Plan) {
+    if cond.type_ == "Complete" {
+        status.completion_time = cond.last_transition_time.clone();
+        if spec
+            .completions
+            .is_some_and(|c| status.succeeded.unwrap_or(0) > c)
+        {
+            plan.events.push(JobEvent {
+                warning: true,
+                reason: "TooManySucceededPods",
+                message: "Too many succeeded pods running after completion count reached".into(),
+            });
+        }
+        plan.events.push(JobEvent {
+            warning: false,
+            reason: "Completed",
+            message: "Job completed".into(),
+        });
+    } else {
+        plan.events.push(JobEvent {
+            warning: true,
+            reason: reason_static(cond.reason.as_deref()),
+            message: cond.message.clone().unwrap_or_default(),
+        });
+    }
+    ensure_condition(status, cond);
+    plan.requeue = None;
 }
