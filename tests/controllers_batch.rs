@@ -12,7 +12,7 @@ use serde_json::json;
 
 mod support;
 use support::kubectl::{kubectl, ok};
-use support::objects::{node, set_pod_finished};
+use support::objects::{node, set_pod_finished, set_pod_running};
 use support::Cluster;
 
 const KUBECTL: u32 = 33;
@@ -451,6 +451,90 @@ async fn a_cronjob_runs_on_its_schedule_and_on_demand_and_keeps_its_history() {
             format!("Saw completed job: {name}, condition: Complete")
         )));
         assert!(seen.contains(&("SuccessfulDelete".into(), format!("Deleted job {name}"))));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_fails_with_deadline_exceeded() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (_c, client) = start().await;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "slow"},
+            "spec": {"activeDeadlineSeconds": 2, "parallelism": 2, "completions": 2,
+                     "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        for _ in 0..100 {
+            let current = job_pods(&pods, "slow").await;
+            if current.len() == 2 && current.iter().all(bound) {
+                for (i, pod) in current.iter().enumerate() {
+                    set_pod_running(&pods, pod.metadata.name.as_deref().unwrap(), &format!("10.42.0.{}", i + 2), true).await;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The deadline passes with both pods running: the Job says FailureTarget and
+        // deletes them (keeping their finalizer until it has counted them), then
+        // Failed once none is left terminating. Pods a kubelet still runs are stopped
+        // here as a kubelet would; this API server removes a deleted pod as soon as its
+        // last finalizer goes, so they may be gone already.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let failed = loop {
+            let job = jobs.get("slow").await.unwrap();
+            if condition(&job, "Failed").is_some() {
+                break job;
+            }
+            assert!(Instant::now() < deadline, "never Failed: {:?}", job.status);
+            if condition(&job, "FailureTarget").is_some() {
+                for pod in job_pods(&pods, "slow").await {
+                    assert!(pod.metadata.deletion_timestamp.is_some(), "every pod is deleted");
+                    let stop = json!({"status": {"phase": "Failed"}});
+                    let _ = pods.patch_status(pod.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(&stop)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            condition(&failed, "FailureTarget"),
+            Some(("DeadlineExceeded".into(), "Job was active longer than specified deadline".into()))
+        );
+        assert_eq!(condition(&failed, "Failed").unwrap().0, "DeadlineExceeded");
+        let status = failed.status.unwrap();
+        assert_eq!((status.active, status.terminating, status.failed), (None, Some(0), Some(2)));
+        wait_for_events(&client, "slow", &["DeadlineExceeded", "SuccessfulCreate"]).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_job_rule_ends_the_job_at_the_first_matching_exit_code() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let (_c, client) = start().await;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "picky"},
+            "spec": {"backoffLimit": 6, "podFailurePolicy": {"rules": [
+                        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}}]},
+                     "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        let failed = drive(&jobs, &pods, "picky", "Failed", Duration::from_secs(30), |_| 42, |_| {}).await;
+        let (reason, message) = condition(&failed, "Failed").unwrap();
+        assert_eq!(reason, "PodFailurePolicy");
+        let pod = &job_pods(&pods, "picky").await[0];
+        let expected = format!(
+            "Container c for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+            pod.metadata.name.as_deref().unwrap()
+        );
+        assert_eq!(message, expected);
+        assert_eq!(failed.status.unwrap().failed, Some(1), "one failure, no retry");
     })
     .await
     .unwrap();

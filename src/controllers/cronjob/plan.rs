@@ -282,13 +282,12 @@ fn reconcile_jobs(jobs: &[Job], plan: &mut Plan) {
     }
 }
 
-/// Starts the Job due now, if any, as the schedule, the deadline and the concurrency
-/// policy allow.
-fn schedule_next(cj: &CronJob, now: Timestamp, plan: &mut Plan) {
-    if cj.metadata.deletion_timestamp.is_some() {
-        return;
-    }
-    let Some(spec) = cj.spec.as_ref() else { return };
+/// The CronJob's time zone and schedule, unless it is suspended or they are invalid
+/// (with the upstream event).
+fn schedule_of(
+    spec: &k8s_openapi::api::batch::v1::CronJobSpec,
+    plan: &mut Plan,
+) -> Option<(Schedule, jiff::tz::TimeZone)> {
     let zone_name = spec.time_zone.clone().unwrap_or_default();
     let zone = match load_zone(&zone_name) {
         Ok(zone) => zone,
@@ -297,11 +296,11 @@ fn schedule_next(cj: &CronJob, now: Timestamp, plan: &mut Plan) {
                 "UnknownTimeZone",
                 format!("invalid timeZone: {zone_name:?}: {err}"),
             ));
-            return;
+            return None;
         }
     };
     if spec.suspend == Some(true) {
-        return;
+        return None;
     }
     if spec.schedule.contains("TZ") {
         plan.events.push(warn("UnsupportedSchedule", format!("CRON_TZ or TZ used in schedule {:?} is not officially supported, see https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/ for more details", spec.schedule)));
@@ -313,8 +312,21 @@ fn schedule_next(cj: &CronJob, now: Timestamp, plan: &mut Plan) {
                 "UnparseableSchedule",
                 format!("unparseable schedule: {:?} : {err}", spec.schedule),
             ));
-            return;
+            return None;
         }
+    };
+    Some((schedule, zone))
+}
+
+/// Starts the Job due now, if any, as the schedule, the deadline and the concurrency
+/// policy allow.
+fn schedule_next(cj: &CronJob, now: Timestamp, plan: &mut Plan) {
+    if cj.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let Some(spec) = cj.spec.as_ref() else { return };
+    let Some((schedule, zone)) = schedule_of(spec, plan) else {
+        return;
     };
     let (_, recent, missed) = match most_recent(cj, now, &schedule, true) {
         Ok(found) => found,
