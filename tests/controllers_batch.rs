@@ -539,3 +539,41 @@ async fn a_fail_job_rule_ends_the_job_at_the_first_matching_exit_code() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_deleted_job_lose_the_tracking_finalizer() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (_c, client) = start().await;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "gone"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+        let mut name = None;
+        for _ in 0..100 {
+            name = job_pods(&pods, "gone").await.first().and_then(|p| p.metadata.name.clone());
+            if name.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let name = name.expect("the Job made a pod");
+        // Orphan the pod, as `kubectl delete job --cascade=orphan` does.
+        let orphan = kube::api::DeleteParams { propagation_policy: Some(kube::api::PropagationPolicy::Orphan), ..Default::default() };
+        jobs.delete("gone", &orphan).await.unwrap();
+        let mut released = false;
+        for _ in 0..100 {
+            let pod = pods.get(&name).await.unwrap();
+            released = !pod.metadata.finalizers.iter().flatten().any(|f| f == "batch.kubernetes.io/job-tracking");
+            if released {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(released, "the pod no Job controls keeps no Job finalizer");
+    })
+    .await
+    .unwrap();
+}

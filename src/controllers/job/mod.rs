@@ -307,37 +307,43 @@ async fn strip(pods: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
 }
 
 /// Pods whose Job is gone keep the tracking finalizer forever unless someone removes
-/// it: upstream's orphan cleanup. Watches Job pods and strips the finalizer from those
-/// finished or being deleted whose controlling Job no longer exists.
+/// it: upstream's orphan pod cleanup. Watches Job pods and strips the finalizer from
+/// those no Job controls any more (the Job was deleted, or the pod orphaned).
 async fn release_orphans(ctx: Arc<Context>, config: watcher::Config) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let stream = watcher(pods, config).default_backoff().applied_objects();
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
         let Ok(pod) = item else { continue };
-        if !pods::has_finalizer(&pod) || !(pods::is_terminal(&pod) || pods::is_deleting(&pod)) {
+        if !pods::has_finalizer(&pod) {
             continue;
         }
-        let Some(owner) = pod
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let owner = pod
             .metadata
             .owner_references
             .iter()
             .flatten()
-            .find(|o| o.controller == Some(true) && o.kind == "Job")
-        else {
-            continue;
+            .find(|o| o.controller == Some(true) && o.kind == "Job");
+        let controlled = match owner {
+            None => false,
+            Some(owner) => {
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                match jobs.get_opt(&owner.name).await {
+                    Ok(Some(job)) => job.metadata.uid.as_deref() == Some(owner.uid.as_str()),
+                    Ok(None) => false,
+                    // Unsure: leave it for the next event.
+                    Err(_) => true,
+                }
+            }
         };
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        let alive = match jobs.get_opt(&owner.name).await {
-            Ok(Some(job)) => job.metadata.uid.as_deref() == Some(owner.uid.as_str()),
-            Ok(None) => false,
-            Err(_) => true,
-        };
-        if !alive {
+        if !controlled {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-            if let Err(err) = strip(&api, &pod).await {
-                tracing::debug!(error = %err, pod = ?pod.metadata.name, "Could not release an orphaned Job pod.");
+            match strip(&api, &pod).await {
+                Ok(()) => tracing::debug!(pod = ?pod.metadata.name, "Orphaned Job pod released."),
+                Err(err) => {
+                    tracing::debug!(error = %err, pod = ?pod.metadata.name, "Could not release an orphaned Job pod.")
+                }
             }
         }
     }
