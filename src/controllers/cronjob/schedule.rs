@@ -286,9 +286,17 @@ fn day_matches(dom: u64, dow: u64, t: &Zoned) -> bool {
     }
 }
 
+/// A wall-clock time in the zone as Go's `time.Date` resolves it: a time skipped or
+/// repeated by a transition is the earliest instant it can mean.
 fn at(tz: &TimeZone, y: i16, mo: i8, d: i8, h: i8) -> Option<Zoned> {
     let civil = DateTime::new(y, mo, d, h, 0, 0, 0).ok()?;
-    tz.to_ambiguous_zoned(civil).compatible().ok()
+    tz.to_ambiguous_zoned(civil).earlier().ok()
+}
+
+/// Go's `AddDate`: the same wall-clock time on a later calendar day or month.
+fn add_calendar(t: &Zoned, span: jiff::Span) -> Option<Zoned> {
+    let civil = t.datetime().checked_add(span).ok()?;
+    t.time_zone().to_ambiguous_zoned(civil).earlier().ok()
 }
 
 /// robfig/cron's `SpecSchedule.Next`: walks months, days, hours and minutes forward in
@@ -309,7 +317,7 @@ fn next_spec(tz: &TimeZone, after: Timestamp, f: [u64; 5]) -> Option<Zoned> {
                 added = true;
                 t = at(tz, t.year(), t.month(), 1, 0)?;
             }
-            t = t.checked_add(1.month()).ok()?;
+            t = add_calendar(&t, 1.month())?;
             if t.month() == 1 {
                 continue 'wrap;
             }
@@ -319,7 +327,7 @@ fn next_spec(tz: &TimeZone, after: Timestamp, f: [u64; 5]) -> Option<Zoned> {
                 added = true;
                 t = at(tz, t.year(), t.month(), t.day(), 0)?;
             }
-            t = t.checked_add(1.day()).ok()?;
+            t = add_calendar(&t, 1.day())?;
             // A day that did not start at midnight (a transition at midnight).
             if t.hour() != 0 {
                 let fix = if t.hour() > 12 {

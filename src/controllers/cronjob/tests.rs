@@ -155,6 +155,15 @@ fn time_zones_and_daylight_saving_behave_as_upstream() {
         next("30 1 * * *", "America/New_York", "2026-11-01T06:30:00Z").unwrap(),
         "2026-11-02T06:30:00Z"
     );
+    // Havana springs forward at midnight on 2026-03-08: that day has no midnight.
+    assert_eq!(
+        next("0 0 8 * *", "America/Havana", "2026-03-01T12:00:00Z").unwrap(),
+        "2026-04-08T04:00:00Z"
+    );
+    assert_eq!(
+        next("0 12 8 * *", "America/Havana", "2026-03-01T12:00:00Z").unwrap(),
+        "2026-03-08T16:00:00Z"
+    );
     // The TZ= prefix names the zone as well.
     assert_eq!(
         next("TZ=Asia/Tokyo 0 0 * * *", "", "2026-01-01T00:00:00Z").unwrap(),
