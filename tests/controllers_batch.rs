@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 mod support;
-use support::kubectl::{kubectl, ok};
+use support::kubectl::{kubectl, ok, VERSIONS};
 use support::objects::{node, set_pod_finished, set_pod_running};
 use support::Cluster;
 
@@ -187,17 +187,25 @@ async fn a_job_of_five_completions_runs_two_at_a_time_and_completes() {
         );
         assert!(condition(&done, "SuccessCriteriaMet").is_some());
 
-        let waited = ok(
-            &c,
-            KUBECTL,
-            &[
+        // A finished Job is left alone: nothing writes it any more.
+        let settled = jobs.get("pi").await.unwrap().metadata.resource_version;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let later = jobs.get("pi").await.unwrap().metadata.resource_version;
+        assert_eq!(later, settled, "an idle Job is not written");
+
+        for minor in VERSIONS {
+            let args = [
                 "wait",
                 "--for=condition=complete",
                 "job/pi",
                 "--timeout=30s",
-            ],
-        );
-        assert!(waited.contains("job.batch/pi condition met"), "{waited}");
+            ];
+            let waited = ok(&c, minor, &args);
+            assert!(
+                waited.contains("job.batch/pi condition met"),
+                "kubectl 1.{minor}: {waited}"
+            );
+        }
 
         let all = job_pods(&pods, "pi").await;
         assert_eq!(all.len(), 5, "no pod more than needed");
@@ -402,13 +410,24 @@ async fn a_cronjob_runs_on_its_schedule_and_on_demand_and_keeps_its_history() {
         let at: jiff::Timestamp = stamp.parse().unwrap();
         assert_eq!(at.as_second() % 60, 0, "scheduled on the minute: {stamp}");
         assert_eq!(name, format!("tick-{}", at.as_second() / 60));
-        let cj = cronjobs.get("tick").await.unwrap();
-        let status = cj.status.unwrap();
+        // The status follows the creation.
+        let mut status = Default::default();
+        for _ in 0..100 {
+            status = cronjobs
+                .get("tick")
+                .await
+                .unwrap()
+                .status
+                .unwrap_or_default();
+            if status.last_schedule_time.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status: k8s_openapi::api::batch::v1::CronJobStatus = status;
         assert_eq!(status.last_schedule_time.map(|t| t.0), Some(at));
-        assert_eq!(
-            status.active.unwrap()[0].name.as_deref(),
-            Some(name.as_str())
-        );
+        let active = status.active.unwrap_or_default();
+        assert_eq!(active[0].name.as_deref(), Some(name.as_str()));
 
         // It completes: the CronJob notes it and keeps no more history than allowed.
         drive(
