@@ -22,12 +22,14 @@ use crate::k8s::cidr::Ipv4Cidr;
 use crate::k8s::events::EventSink;
 
 pub mod claim;
+pub mod cronjob;
 pub mod deployment;
 pub mod dirty;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -178,5 +180,12 @@ pub fn spawn_all(
         "deployment",
         shutdown,
         deployment::run(context("deployment-controller")),
+    );
+    spawn(tasks, "job", shutdown, job::run(context("job-controller")));
+    spawn(
+        tasks,
+        "cronjob",
+        shutdown,
+        cronjob::run(context("cronjob-controller")),
     );
 }

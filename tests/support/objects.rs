@@ -62,3 +62,41 @@ pub async fn set_pod_running(pods: &Api<Pod>, name: &str, ip: &str, ready: bool)
         .await
         .unwrap();
 }
+
+/// Writes the status a kubelet would for a pod whose only run is over: every container
+/// terminated with `exit_code`, phase Succeeded for 0 and Failed otherwise.
+pub async fn set_pod_finished(pods: &Api<Pod>, name: &str, exit_code: i32) {
+    let pod = pods.get(name).await.unwrap();
+    let reason = if exit_code == 0 { "Completed" } else { "Error" };
+    // Finished now, as the Job controller's backoff counts from here.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap()
+        .to_string();
+    let containers: Vec<_> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
+                   "restartCount": 0, "started": false,
+                   "state": {"terminated": {"exitCode": exit_code, "reason": reason,
+                             "startedAt": now, "finishedAt": now}}})
+        })
+        .collect();
+    let phase = if exit_code == 0 {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
+    let patch = json!({"status": {
+        "phase": phase, "startTime": now,
+        "conditions": [
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "False", "reason": "PodCompleted"},
+            {"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": containers}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
