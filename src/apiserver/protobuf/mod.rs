@@ -209,6 +209,8 @@ fn special(name: &str, bytes: &[u8]) -> Result<Option<Value>, ProtobufError> {
             .map(Option::unwrap_or_default)
     };
     Ok(Some(match name.rsplit('.').next().unwrap_or_default() {
+        // Go writes a zero time as an empty message, and reads it back as zero: null.
+        "Time" | "MicroTime" if bytes.is_empty() => Value::Null,
         "Time" => time(ints[1], ints[2], false),
         "MicroTime" => time(ints[1], ints[2], true),
         "Duration" => Value::String(go_duration(ints[1])),
@@ -309,7 +311,10 @@ pub fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> 
             }
             _ => {
                 let value = scalar(kind, &wire)?;
-                let empty = value.is_null() || value.as_str() == Some("");
+                let empty = value.is_null()
+                    || value.as_str() == Some("")
+                    || (is_plain_go_field(name, json_name)
+                        && (value == Value::Bool(false) || value == json!(0)));
                 if !empty {
                     out.insert(json_name.to_string(), value);
                 }
@@ -317,6 +322,46 @@ pub fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> 
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Fields that are plain (not pointer) booleans and integers with `omitempty` in Go, by
+/// message: Go's protobuf writes them even when false or 0, and its JSON leaves them
+/// out then, so kube-apiserver never stores `stdin: false` or `generation: 0`. Pointer
+/// fields (`replicas`, `terminationGracePeriodSeconds`, …) keep their zeros.
+const PLAIN_GO_FIELDS: &[(&str, &[&str])] = &[
+    ("apimachinery.pkg.apis.meta.v1.ObjectMeta", &["generation"]),
+    ("api.core.v1.Container", &["stdin", "stdinOnce", "tty"]),
+    (
+        "api.core.v1.EphemeralContainerCommon",
+        &["stdin", "stdinOnce", "tty"],
+    ),
+    (
+        "api.core.v1.PodSpec",
+        &["hostNetwork", "hostPID", "hostIPC"],
+    ),
+    ("api.core.v1.VolumeMount", &["readOnly"]),
+    ("api.core.v1.ContainerPort", &["hostPort"]),
+    (
+        "api.core.v1.Probe",
+        &[
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ],
+    ),
+    ("api.core.v1.ServicePort", &["nodePort"]),
+    ("api.apps.v1.DeploymentSpec", &["minReadySeconds", "paused"]),
+    ("api.apps.v1.ReplicaSetSpec", &["minReadySeconds"]),
+    ("api.apps.v1.DaemonSetSpec", &["minReadySeconds"]),
+    ("api.apps.v1.StatefulSetSpec", &["minReadySeconds"]),
+];
+
+fn is_plain_go_field(message: &str, field: &str) -> bool {
+    PLAIN_GO_FIELDS
+        .iter()
+        .any(|(m, fields)| *m == message && fields.contains(&field))
 }
 
 /// The protobuf package of a group's types: `""` → `api.core.v1`, `apps` → `api.apps.v1`,

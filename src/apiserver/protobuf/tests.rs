@@ -166,3 +166,62 @@ fn garbage_is_refused_with_a_clear_error() {
         .0
         .contains("unknown message type"));
 }
+
+#[test]
+fn go_zero_values_of_plain_fields_and_empty_times_are_left_out_as_go_json_does() {
+    // As kubectl 1.33's `create deployment` sends it: Go writes every plain field, and a
+    // zero time as an empty message.
+    let container = core::Container {
+        name: Some("app".into()),
+        image: Some("busybox".into()),
+        stdin: Some(false),
+        stdin_once: Some(false),
+        tty: Some(false),
+        ..Default::default()
+    };
+    let template_meta = meta::ObjectMeta {
+        labels: [("app".to_string(), "web".to_string())].into(),
+        generation: Some(0),
+        creation_timestamp: Some(meta::Time {
+            seconds: None,
+            nanos: None,
+        }),
+        ..Default::default()
+    };
+    let deploy = apps::Deployment {
+        metadata: Some(meta("web")),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(0),
+            min_ready_seconds: Some(0),
+            paused: Some(false),
+            template: Some(core::PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(core::PodSpec {
+                    containers: vec![container],
+                    host_network: Some(false),
+                    host_ipc: Some(false),
+                    termination_grace_period_seconds: Some(0),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let out = decode_object(&body("apps/v1", "Deployment", deploy.encode_to_vec())).unwrap();
+    let spec = &out["spec"];
+    assert_eq!(spec["replicas"], 0, "a pointer's zero stays");
+    assert!(spec.get("minReadySeconds").is_none() && spec.get("paused").is_none());
+    let template = &spec["template"];
+    assert_eq!(template["metadata"], json!({"labels": {"app": "web"}}));
+    let pod = &template["spec"];
+    assert!(pod.get("hostNetwork").is_none() && pod.get("hostIPC").is_none());
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"], 0,
+        "a pointer's zero stays"
+    );
+    assert_eq!(
+        pod["containers"][0],
+        json!({"name": "app", "image": "busybox"})
+    );
+}
