@@ -224,6 +224,31 @@ async fn status_is_written_only_through_the_status_subresource() {
             Some(1),
             "status writes leave generation alone"
         );
+        // As upstream's deployment status strategy: annotations are taken, labels and
+        // the spec are not.
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {"deployment.kubernetes.io/revision": "1"},
+                         "labels": {"sneaky": "yes"}},
+            "spec": {"replicas": 9}});
+        let patched = api
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let annotations = patched.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert!(patched
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .get("sneaky")
+            .is_none());
+        assert_eq!(patched.spec.as_ref().and_then(|s| s.replicas), Some(1));
         // The main endpoint ignores status.
         let mut changed = patched.clone();
         changed.status.as_mut().unwrap().replicas = Some(99);

@@ -352,7 +352,7 @@ pub async fn commit_update(
         strategy::abandon(ctx, pending).await;
         return Ok(UpdateOutcome(current.clone()));
     }
-    match write_or_finalize(ctx, key, name, kv, next).await {
+    match write_or_finalize(ctx, key, name, kv, current, next).await {
         Ok((written, deleted)) => {
             strategy::after_update(ctx, current, &written, deleted).await;
             Ok(UpdateOutcome(written))
@@ -366,18 +366,18 @@ pub async fn commit_update(
 
 /// The object an update stores: the body, with what the server owns kept from `current`.
 fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
-    if ctx.status_only() {
-        // The status subresource takes the status and nothing else.
-        let mut out = current.clone();
-        match next.get_mut("status").map(std::mem::take) {
-            Some(status) if !status.is_null() => out["status"] = status,
-            _ => {
-                if let Some(map) = out.as_object_mut() {
-                    map.remove("status");
-                }
-            }
-        }
-        return out;
+    let status_only = ctx.status_only();
+    if status_only {
+        // As upstream's status strategies: the status subresource takes the status and
+        // the metadata, and keeps everything else (the spec) as it was.
+        keep_all_but_metadata_and_status(current, &mut next);
+        let kept: &[&str] = match (ctx.res.group, ctx.res.plural) {
+            ("apps", "deployments") => &["labels"],
+            // Old kubelets corrupted owner references through pods/status.
+            ("", "pods") => &["ownerReferences"],
+            _ => &[],
+        };
+        keep_metadata(current, &mut next, kept);
     }
     if ctx.path.subresource.as_deref() == Some("finalize") {
         // Finalize takes the namespace's spec finalizers and nothing else.
@@ -390,22 +390,18 @@ fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
         }
         return out;
     }
-    for field in [
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "generation",
-    ] {
-        let kept = current["metadata"].get(field).cloned();
-        if let Some(meta) = metadata_mut(&mut next) {
-            match kept {
-                Some(v) => meta.insert(field.into(), v),
-                None => meta.remove(field),
-            };
-        }
-    }
-    if ctx.res.has_status() {
+    keep_metadata(
+        current,
+        &mut next,
+        &[
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ],
+    );
+    if ctx.res.has_status() && !status_only {
         match current.get("status") {
             Some(status) => next["status"] = status.clone(),
             None => {
@@ -422,6 +418,34 @@ fn merge_update(ctx: &Ctx, current: &Value, mut next: Value) -> Value {
     next
 }
 
+/// Sets `fields` of `next`'s metadata as they are in `current` (absent if absent there).
+fn keep_metadata(current: &Value, next: &mut Value, fields: &[&str]) {
+    for field in fields {
+        let kept = current["metadata"].get(*field).cloned();
+        if let Some(meta) = metadata_mut(next) {
+            match kept {
+                Some(v) => meta.insert((*field).into(), v),
+                None => meta.remove(*field),
+            };
+        }
+    }
+}
+
+/// Sets every top-level field of `next` but its metadata, status and type as it is in
+/// `current`.
+fn keep_all_but_metadata_and_status(current: &Value, next: &mut Value) {
+    let own = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
+    let Some(out) = next.as_object_mut() else {
+        return;
+    };
+    out.retain(|k, _| own(k));
+    if let Some(current) = current.as_object() {
+        for (k, v) in current.iter().filter(|(k, _)| !own(k)) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Stores `next` over the version read at `kv` as it is, for subresources that write
 /// both spec and status (a binding).
 pub async fn store_object(
@@ -429,11 +453,10 @@ pub async fn store_object(
     key: &str,
     name: &str,
     kv: &KeyValue,
-    next: Value,
+    mut next: Value,
 ) -> ApiResult<Value> {
-    write_or_finalize(ctx, key, name, kv, next)
-        .await
-        .map(|(obj, _)| obj)
+    store_over(ctx, key, name, kv, &mut next).await?;
+    Ok(next)
 }
 
 /// Stores an update; an object being deleted whose last finalizer went is deleted instead
@@ -443,11 +466,10 @@ async fn write_or_finalize(
     key: &str,
     name: &str,
     kv: &KeyValue,
+    current: &Value,
     mut next: Value,
 ) -> ApiResult<(Value, bool)> {
-    let deleting = next["metadata"].get("deletionTimestamp").is_some();
-    let finalizers = has_finalizers(&next);
-    if deleting && !finalizers {
+    if should_delete_during_update(current, &next) {
         let (rev, _) = ctx
             .state
             .store
@@ -459,6 +481,17 @@ async fn write_or_finalize(
     }
     store_over(ctx, key, name, kv, &mut next).await?;
     Ok((next, false))
+}
+
+/// Whether an update that removes the last finalizer ends the object, as upstream's
+/// `ShouldDeleteDuringUpdate`: only once its grace period is over (0). A pod deleted with
+/// a grace period stays, terminating, until its kubelet deletes it with grace 0.
+fn should_delete_during_update(current: &Value, next: &Value) -> bool {
+    let meta = &current["metadata"];
+    meta.get("deletionTimestamp").is_some_and(|t| !t.is_null())
+        && meta["deletionGracePeriodSeconds"].as_i64() == Some(0)
+        && has_finalizers(current)
+        && !has_finalizers(next)
 }
 
 /// Writes `next` over the version read at `kv` and gives it its new resourceVersion.
