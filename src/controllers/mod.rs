@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::k8s::cidr::Ipv4Cidr;
 
+pub mod daemonset;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod podgc;
@@ -125,4 +126,6 @@ pub fn spawn_all(
     spawn(tasks, "podgc", shutdown, pgc);
     let ttl = ttlafterfinished::run(context("ttl-after-finished-controller"));
     spawn(tasks, "ttlafterfinished", shutdown, ttl);
+    let ds = daemonset::run(context("daemonset-controller"));
+    spawn(tasks, "daemonset", shutdown, ds);
 }
