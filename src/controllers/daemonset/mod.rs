@@ -91,7 +91,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     match revision::revision_step(&ds, &hash, &revisions) {
         RevisionStep::Current => {}
         RevisionStep::Create(rev) => {
-            revs_api.create(&PostParams::default(), &rev).await?;
+            revs_api.create(&PostParams::default(), &*rev).await?;
         }
         RevisionStep::Renumber(rev, number) => {
             let patch = json!({"revision": number});

@@ -64,7 +64,7 @@ pub fn with_daemon_tolerations(spec: &PodSpec) -> PodSpec {
         let same = |t: &Toleration| {
             t.key == added.key
                 && t.operator.as_deref().unwrap_or("Equal") == "Exists"
-                && t.value.as_deref().unwrap_or("") == ""
+                && t.value.as_deref().unwrap_or("").is_empty()
                 && t.effect == added.effect
         };
         match tolerations.iter_mut().find(|t| same(t)) {

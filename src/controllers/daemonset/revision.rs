@@ -97,7 +97,7 @@ pub enum RevisionStep {
     /// The current one exists and is the newest: nothing.
     Current,
     /// Create this.
-    Create(ControllerRevision),
+    Create(Box<ControllerRevision>),
     /// The current one exists but an older template came back: renumber it.
     Renumber(String, i64),
     /// A revision of that name holds another template: count a collision.
@@ -112,7 +112,7 @@ pub fn revision_step(ds: &DaemonSet, hash: &str, revisions: &[ControllerRevision
         .iter()
         .find(|r| r.metadata.name.as_deref() == Some(&name))
     {
-        None => RevisionStep::Create(new_revision(ds, hash, max + 1)),
+        None => RevisionStep::Create(Box::new(new_revision(ds, hash, max + 1))),
         Some(r) if r.data.as_ref().map(|d| &d.0) != Some(&revision_data(ds)) => {
             RevisionStep::Collision
         }

@@ -312,6 +312,7 @@ fn revisions_are_created_renumbered_and_pruned_beyond_the_history_limit() {
     let RevisionStep::Create(current) = revision::revision_step(&set, &hash, &[]) else {
         panic!("created")
     };
+    let current = *current;
     assert_eq!(current.metadata.name, Some(format!("agent-{hash}")));
     assert_eq!(current.revision, 1);
     assert_eq!(
@@ -351,5 +352,4 @@ fn revisions_are_created_renumbered_and_pruned_beyond_the_history_limit() {
         revision::revision_step(&set, &hash, &[older]),
         RevisionStep::Collision
     );
-    oldest.revision = 0;
 }
