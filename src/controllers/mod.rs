@@ -27,6 +27,7 @@ pub mod podgc;
 pub mod resources;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 use crate::k8s::events::EventSink;
 
@@ -128,4 +129,6 @@ pub fn spawn_all(
     spawn(tasks, "ttlafterfinished", shutdown, ttl);
     let ds = daemonset::run(context("daemonset-controller"));
     spawn(tasks, "daemonset", shutdown, ds);
+    let sts = statefulset::run(context("statefulset-controller"));
+    spawn(tasks, "statefulset", shutdown, sts);
 }

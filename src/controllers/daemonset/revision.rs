@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -14,13 +15,19 @@ use serde_json::json;
 
 use super::plan::{with_daemon_tolerations, REVISION_HASH_LABEL, TEMPLATE_GENERATION_LABEL};
 
-/// The hash of a template and collision count, as upstream's `ComputeHash`: FNV-1a
-/// (32 bits) of the template, the collision count appended, written in decimal and
-/// spelled with the safe alphabet of `rand.SafeEncodeString`.
+/// The hash of the set's template and collision count.
 pub fn compute_hash(ds: &DaemonSet) -> String {
     let template = ds.spec.as_ref().map(|s| &s.template);
+    template_hash(template, ds.status.as_ref().and_then(|s| s.collision_count))
+}
+
+/// The hash of a template and collision count, as upstream's `ComputeHash`: FNV-1a
+/// (32 bits) of the template, the collision count appended, written in decimal and
+/// spelled with the safe alphabet of `rand.SafeEncodeString`. Shared by the
+/// controllers that keep ControllerRevisions.
+pub fn template_hash(template: Option<&PodTemplateSpec>, collision_count: Option<i32>) -> String {
     let mut bytes = serde_json::to_vec(&template).unwrap_or_default();
-    if let Some(count) = ds.status.as_ref().and_then(|s| s.collision_count) {
+    if let Some(count) = collision_count {
         bytes.extend_from_slice(&count.to_le_bytes());
     }
     let mut h: u32 = 0x811c_9dc5;
@@ -33,6 +40,16 @@ pub fn compute_hash(ds: &DaemonSet) -> String {
         .bytes()
         .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
         .collect()
+}
+
+/// What a revision records of a template: a strategic merge patch that replaces it
+/// (upstream's `getPatch`, the same for DaemonSets and StatefulSets).
+pub fn template_patch(template: Option<&PodTemplateSpec>) -> serde_json::Value {
+    let mut template = serde_json::to_value(template).unwrap_or_default();
+    if let Some(t) = template.as_object_mut() {
+        t.insert("$patch".into(), json!("replace"));
+    }
+    json!({"spec": {"template": template}})
 }
 
 /// The owner reference of everything the set makes.
@@ -54,15 +71,9 @@ pub fn controlled_by(refs: Option<&Vec<OwnerReference>>, ds: &DaemonSet) -> bool
         .any(|r| r.controller == Some(true) && Some(&r.uid) == ds.metadata.uid.as_ref())
 }
 
-/// What a revision records: the template as a strategic merge patch that replaces it
-/// (upstream's `getPatch`).
+/// What a revision of the set records.
 pub fn revision_data(ds: &DaemonSet) -> serde_json::Value {
-    let template = ds.spec.as_ref().map(|s| &s.template);
-    let mut template = serde_json::to_value(template).unwrap_or_default();
-    if let Some(t) = template.as_object_mut() {
-        t.insert("$patch".into(), json!("replace"));
-    }
-    json!({"spec": {"template": template}})
+    template_patch(ds.spec.as_ref().map(|s| &s.template))
 }
 
 /// The revision for the set's current template, numbered `revision`.
