@@ -351,3 +351,165 @@ async fn a_daemonset_rolls_an_update_one_node_at_a_time() {
     .await
     .expect("finished in time");
 }
+
+const STATEFULSET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  replicas: 3
+  serviceName: web
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: c
+        image: nginx
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+/// The names of the StatefulSet's live pods, sorted.
+async fn web_pods(pods: &Api<Pod>) -> Vec<String> {
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether the pods are exactly web-0 … web-(n-1).
+fn is_prefix(names: &[String], n: usize) -> bool {
+    names.len() == n
+        && names
+            .iter()
+            .enumerate()
+            .all(|(i, name)| *name == format!("web-{i}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_starts_pods_in_order_and_scales_down_from_the_highest() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let c = Cluster::start();
+        let client = c.client().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(client.clone(), "default");
+        nodes
+            .create(&PostParams::default(), &node("n1", "4", json!({})))
+            .await
+            .unwrap();
+        let out = kubectl(&c, 33, &["apply", "-f", "-"], Some(STATEFULSET));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // Each ordinal appears only once the one before is Running and Ready.
+        for i in 0..3usize {
+            eventually(&format!("web-{i} is created and bound"), || async {
+                let names = web_pods(&pods).await;
+                assert!(
+                    is_prefix(&names, i) || is_prefix(&names, i + 1),
+                    "out of order: {names:?}"
+                );
+                let bound = pods
+                    .get_opt(&format!("web-{i}"))
+                    .await
+                    .unwrap()
+                    .and_then(|p| p.spec?.node_name)
+                    .is_some();
+                names.len() == i + 1 && bound
+            })
+            .await;
+            // Give the controller a chance to run ahead of readiness: it must not.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                is_prefix(&web_pods(&pods).await, i + 1),
+                "web-{} waits for web-{i}",
+                i + 1
+            );
+            let pod = serde_json::to_value(pods.get(&format!("web-{i}")).await.unwrap()).unwrap();
+            assert_eq!(pod["spec"]["hostname"], format!("web-{i}"));
+            assert_eq!(pod["spec"]["subdomain"], "web");
+            assert_eq!(
+                pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+                format!("web-{i}")
+            );
+            assert_eq!(
+                pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+                i.to_string()
+            );
+            assert_eq!(
+                pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+                format!("www-web-{i}")
+            );
+            set_pod_running(
+                &pods,
+                &format!("web-{i}"),
+                &format!("10.42.1.{}", i + 10),
+                true,
+            )
+            .await;
+        }
+        let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(client.clone(), "default");
+        for i in 0..3 {
+            assert!(claims
+                .get_opt(&format!("www-web-{i}"))
+                .await
+                .unwrap()
+                .is_some());
+        }
+        eventually("the status counts three ready replicas", || async {
+            let st = serde_json::to_value(sets.get("web").await.unwrap().status).unwrap();
+            st["replicas"] == 3
+                && st["readyReplicas"] == 3
+                && st["updatedReplicas"] == 3
+                && st["currentRevision"] == st["updateRevision"]
+        })
+        .await;
+        let out = ok(
+            &c,
+            33,
+            &["rollout", "status", "statefulset/web", "--timeout=20s"],
+        );
+        assert!(
+            out.contains("roll out complete") || out.contains("rolled out"),
+            "{out}"
+        );
+
+        // Scaling down removes the highest ordinal first.
+        ok(&c, 33, &["scale", "statefulset/web", "--replicas=1"]);
+        eventually("the set is scaled down to web-0", || async {
+            let names = web_pods(&pods).await;
+            assert!(
+                (1..=3).any(|n| is_prefix(&names, n)),
+                "not highest first: {names:?}"
+            );
+            is_prefix(&names, 1)
+        })
+        .await;
+        // The claims stay (retention policy Retain).
+        assert!(claims.get_opt("www-web-2").await.unwrap().is_some());
+    })
+    .await
+    .expect("finished in time");
+}

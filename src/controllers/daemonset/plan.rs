@@ -349,13 +349,15 @@ pub fn plan(world: &World) -> Plan {
         }
     }
     if let Some((max_surge, max_unavailable)) = budget {
-        let eligible = slots
-            .iter()
-            .filter(|s| s.fit.should_continue && settled.contains(s.name.as_str()));
+        let eligible = slots.iter().filter(|s| s.fit.should_continue);
+        let (ready, changing): (Vec<&Slot>, Vec<&Slot>) =
+            eligible.partition(|s| settled.contains(s.name.as_str()));
         if max_surge > 0 {
-            roll_with_surge(world, eligible, max_surge, &mut plan);
+            roll_with_surge(world, ready.into_iter(), max_surge, &mut plan);
         } else {
-            roll_without_surge(world, eligible, max_unavailable, &mut plan);
+            // A node whose pod the manage step is creating or deleting is unavailable.
+            let budget = max_unavailable - changing.len() as i32;
+            roll_without_surge(world, ready.into_iter(), budget, &mut plan);
         }
     }
     plan

@@ -230,6 +230,13 @@ fn rolling_update_replaces_old_pods_within_max_unavailable() {
     assert!(plan_for(&set, &nodes(&["a", "b", "c"]), &pods)
         .delete
         .is_empty());
+    // A node whose old pod is gone and whose new one is being created counts.
+    let pods = vec![
+        pod("b-old", "b", "old", true, 1),
+        pod("c-old", "c", "old", true, 1),
+    ];
+    let p = plan_for(&set, &nodes(&["a", "b", "c"]), &pods);
+    assert_eq!((p.create, p.delete), (vec!["a".to_string()], vec![]));
     // OnDelete leaves old pods alone.
     let on_delete = ds(json!({"updateStrategy": {"type": "OnDelete"}}));
     let pods = vec![pod("a-old", "a", "old", true, 1)];
