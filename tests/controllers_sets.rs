@@ -269,11 +269,15 @@ async fn a_daemonset_rolls_an_update_one_node_at_a_time() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        eventually("three pods are bound", || async {
-            bound_nodes(&pods).await.len() == 3
+        eventually("three pods are bound and ready", || async {
+            start_bound_pods(&pods).await;
+            let st = ds_status(&sets).await;
+            let names = pods_by_node(&pods).await;
+            names.len() == 3
+                && names.iter().all(|(n, _)| !n.is_empty())
+                && st["numberAvailable"] == 3
         })
         .await;
-        start_bound_pods(&pods).await;
         ok(
             &c,
             30,

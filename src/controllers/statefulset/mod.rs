@@ -11,6 +11,7 @@ pub mod plan;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -19,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use super::daemonset::plan::REVISION_HASH_LABEL;
+use super::daemonset::plan::{is_available, is_ready, REVISION_HASH_LABEL};
 use super::daemonset::revision::{template_hash, template_patch};
 use super::{retry_after, Context, Result};
 use plan::Op;
@@ -91,6 +92,20 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action> {
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    // A pod Ready but not yet available is counted once minReadySeconds have passed.
+    let min_ready = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let waiting = pods
+        .iter()
+        .any(|p| is_ready(p) && !is_available(p, i64::from(min_ready), now));
+    if waiting {
+        return Ok(Action::requeue(
+            Duration::from_secs(min_ready.max(1) as u64),
+        ));
     }
     Ok(Action::await_change())
 }
