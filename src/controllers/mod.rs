@@ -23,6 +23,7 @@ use crate::k8s::events::EventSink;
 
 pub mod claim;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod dirty;
 pub mod disruption;
@@ -38,6 +39,7 @@ pub mod replicaset;
 pub mod resources;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 /// What the controllers need to know of the cluster's configuration.
@@ -188,4 +190,8 @@ pub fn spawn_all(
         shutdown,
         cronjob::run(context("cronjob-controller")),
     );
+    let ds = daemonset::run(context("daemonset-controller"));
+    spawn(tasks, "daemonset", shutdown, ds);
+    let sts = statefulset::run(context("statefulset-controller"));
+    spawn(tasks, "statefulset", shutdown, sts);
 }
