@@ -40,6 +40,7 @@ pub mod resources;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod template;
 pub mod ttlafterfinished;
 
 /// What the controllers need to know of the cluster's configuration.

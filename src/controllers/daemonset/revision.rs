@@ -26,20 +26,12 @@ pub fn compute_hash(ds: &DaemonSet) -> String {
 /// spelled with the safe alphabet of `rand.SafeEncodeString`. Shared by the
 /// controllers that keep ControllerRevisions.
 pub fn template_hash(template: Option<&PodTemplateSpec>, collision_count: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(&template).unwrap_or_default();
-    if let Some(count) = collision_count {
-        bytes.extend_from_slice(&count.to_le_bytes());
+    match template {
+        Some(t) => crate::controllers::template::compute_hash(t, collision_count),
+        None => {
+            crate::controllers::template::compute_hash(&PodTemplateSpec::default(), collision_count)
+        }
     }
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
-        .bytes()
-        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
-        .collect()
 }
 
 /// What a revision records of a template: a strategic merge patch that replaces it
