@@ -241,13 +241,12 @@ async fn status_is_written_only_through_the_status_subresource() {
                 .map(String::as_str),
             Some("1")
         );
-        assert!(patched
+        assert!(!patched
             .metadata
             .labels
             .clone()
             .unwrap_or_default()
-            .get("sneaky")
-            .is_none());
+            .contains_key("sneaky"));
         assert_eq!(patched.spec.as_ref().and_then(|s| s.replicas), Some(1));
         // The main endpoint ignores status.
         let mut changed = patched.clone();
