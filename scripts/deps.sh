@@ -8,6 +8,8 @@ need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# CronJob time zones are read from the system's zoneinfo.
+[ -f /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)
 
 # The Python client, in a virtual environment of the project's own (target/py), so the
 # machine's Python packages are left alone.
