@@ -9,8 +9,10 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 mod support;
 use support::{raw, Cluster};
 
+/// The API server alone: these tests are about what clients see of the API, and a
+/// controller writing meanwhile (the root CA ConfigMap in `default`) would race them.
 fn start() -> Cluster {
-    Cluster::start()
+    Cluster::start_with(|_| vec!["--disable-controller-manager".into()])
 }
 
 async fn client(c: &Cluster) -> kube::Client {
@@ -198,8 +200,8 @@ async fn status_is_written_only_through_the_status_subresource() {
     use k8s_openapi::api::apps::v1::Deployment;
     use kube::api::{Patch, PatchParams};
     tokio::time::timeout(Duration::from_secs(60), async {
-        // The API server alone: the deployment controller would write this status too.
-        let c = Cluster::start_with(|_| vec!["--disable-controller-manager".into()]);
+        // The API server alone (the deployment controller would write this status too).
+        let c = start();
         let client = client(&c).await;
         let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
         let deploy: Deployment = serde_json::from_value(serde_json::json!({
