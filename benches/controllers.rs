@@ -18,28 +18,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 const CLIENTS: usize = 32;
-
-async fn client(dir: &Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(dir.join("kubeconfig.yaml")).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-fn node(name: String) -> Node {
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {"capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                   "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }))
-    .expect("a node")
-}
 
 fn deployment(replicas: usize) -> Deployment {
     serde_json::from_value(json!({
@@ -94,16 +75,19 @@ struct Run {
 async fn run(dir: &Path, nodes: usize, replicas: usize, idle_secs: u64) -> Run {
     // No kubelets renew leases here: a long grace period keeps the fake nodes Ready.
     let server = common::start_server(dir, &["--node-monitor-grace-period", "1h"]);
-    let client = client(dir).await;
+    let client = common::client(dir).await;
     let node_api = Api::<Node>::all(client.clone());
     common::concurrent(CLIENTS, nodes.div_ceil(CLIENTS), move |c, i| {
         let api = node_api.clone();
         async move {
             let index = c * nodes.div_ceil(CLIENTS) + i;
             if index < nodes {
-                api.create(&PostParams::default(), &node(format!("node-{index:04}")))
-                    .await
-                    .expect("create a node");
+                api.create(
+                    &PostParams::default(),
+                    &common::node(format!("node-{index:04}")),
+                )
+                .await
+                .expect("create a node");
             }
         }
     })

@@ -15,20 +15,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 
 const CLIENTS: usize = 32;
-
-fn node(name: String) -> Node {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {"capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                   "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }))
-    .expect("a node")
-}
 
 fn pod(name: String) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -37,14 +26,6 @@ fn pod(name: String) -> Pod {
                  "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
     }))
     .expect("a pod")
-}
-
-async fn client(dir: &Path) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(dir.join("kubeconfig.yaml")).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
 }
 
 /// Creates `n` objects from 32 clients; returns the seconds it took.
@@ -90,14 +71,14 @@ async fn run(dir: &Path, nodes: usize, pods: usize) -> Run {
             &peer_dir,
             &["--disable-scheduler", "--disable-controller-manager"],
         );
-        let client = client(&peer_dir).await;
+        let client = common::client(&peer_dir).await;
         let secs = create_all(&Api::<Pod>::namespaced(client, "default"), pods, pod).await;
         pods as f64 / secs
     };
     let run_dir = dir.join(format!("run-{nodes}"));
     let server = common::start_server(&run_dir, &["--disable-controller-manager"]);
-    let client = client(&run_dir).await;
-    create_all(&Api::<Node>::all(client.clone()), nodes, node).await;
+    let client = common::client(&run_dir).await;
+    create_all(&Api::<Node>::all(client.clone()), nodes, common::node).await;
     // Count binds as the watch sees them.
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

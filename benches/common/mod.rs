@@ -117,3 +117,24 @@ pub fn rss_mb(pid: u32) -> f64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// A kube-rs client with the admin kubeconfig the server wrote into `dir`.
+pub async fn client(dir: &Path) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kubeconfig = Kubeconfig::read_from(dir.join("kubeconfig.yaml")).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// A Ready Node object with 32 cores, 128 Gi and room for 110 pods.
+pub fn node(name: String) -> k8s_openapi::api::core::v1::Node {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {"capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+                   "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .expect("a node")
+}
