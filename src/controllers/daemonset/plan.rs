@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::scheduler::filters::node_affinity::term_matches;
+use crate::scheduler::filters::node_affinity::spec_matches_required;
 use crate::scheduler::filters::taint_toleration::tolerates;
 
 /// The label naming the ControllerRevision a pod was made from.
@@ -87,29 +87,10 @@ pub fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if spec.node_name.as_deref().is_some_and(|n| n != name) {
+    if spec.node_name.as_deref().is_some_and(|n| n != name)
+        || !spec_matches_required(spec, name, labels)
+    {
         return NO;
-    }
-    let selector = spec.node_selector.iter().flatten();
-    if !selector.into_iter().all(|(k, v)| labels.get(k) == Some(v)) {
-        return NO;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    if let Some(required) = required {
-        if !required
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, name, labels))
-        {
-            return NO;
-        }
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
     let untolerated = |effect: &str| {

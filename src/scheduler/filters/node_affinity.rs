@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec};
 
 use super::{CycleState, Reason};
 use crate::scheduler::snapshot::{NodeInfo, Snapshot};
@@ -14,10 +14,18 @@ pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 
 /// Whether `pod`'s `nodeSelector` and required node affinity both match `node`.
 pub fn matches_required(pod: &Pod, node: &NodeInfo) -> bool {
-    let Some(spec) = pod.spec.as_ref() else {
-        return true;
-    };
-    let labels = node.labels();
+    pod.spec
+        .as_ref()
+        .is_none_or(|spec| spec_matches_required(spec, &node.name, node.labels()))
+}
+
+/// Whether a pod spec's `nodeSelector` and required node affinity both match the node
+/// named `node_name` with `labels` (also the DaemonSet controller's placement test).
+pub fn spec_matches_required(
+    spec: &PodSpec,
+    node_name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     if let Some(selector) = spec.node_selector.as_ref() {
         if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             return false;
@@ -36,7 +44,7 @@ pub fn matches_required(pod: &Pod, node: &NodeInfo) -> bool {
         Some(selector) => selector
             .node_selector_terms
             .iter()
-            .any(|term| term_matches(term, &node.name, labels)),
+            .any(|term| term_matches(term, node_name, labels)),
     }
 }
 
