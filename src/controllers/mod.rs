@@ -129,70 +129,43 @@ pub fn spawn_all(
             config: config.clone(),
         })
     };
-    // Each controller adds one line here: spawn(tasks, "name", shutdown, name::run(context("name-controller"))).
-    let gc = garbagecollector::run(context("garbage-collector-controller"));
-    spawn(tasks, "garbagecollector", shutdown, gc);
-    let ns = namespace::run(context("namespace-controller"));
-    spawn(tasks, "namespace", shutdown, ns);
-    let sa = serviceaccount::run(context("serviceaccount-controller"));
-    spawn(tasks, "serviceaccount", shutdown, sa);
-    let ca = rootcacert::run(context("root-ca-cert-publisher"));
-    spawn(tasks, "rootcacert", shutdown, ca);
-    let pgc = podgc::PodGc::default().run(context("pod-garbage-collector"));
-    spawn(tasks, "podgc", shutdown, pgc);
-    let ttl = ttlafterfinished::run(context("ttl-after-finished-controller"));
-    spawn(tasks, "ttlafterfinished", shutdown, ttl);
-    spawn(
-        tasks,
-        "endpoints",
-        shutdown,
-        endpoints::run(context("endpoint-controller")),
+    // Each controller is one line: its name, its component name in events, its task.
+    macro_rules! start {
+        ($name:literal, $component:literal, $run:expr) => {
+            spawn(tasks, $name, shutdown, $run(context($component)))
+        };
+    }
+    start!(
+        "garbagecollector",
+        "garbage-collector-controller",
+        garbagecollector::run
     );
-    spawn(
-        tasks,
+    start!("namespace", "namespace-controller", namespace::run);
+    start!(
+        "serviceaccount",
+        "serviceaccount-controller",
+        serviceaccount::run
+    );
+    start!("rootcacert", "root-ca-cert-publisher", rootcacert::run);
+    start!("podgc", "pod-garbage-collector", podgc::run);
+    start!(
+        "ttlafterfinished",
+        "ttl-after-finished-controller",
+        ttlafterfinished::run
+    );
+    start!("endpoints", "endpoint-controller", endpoints::run);
+    start!(
         "endpointslice",
-        shutdown,
-        endpointslice::run(context("endpoint-slice-controller")),
+        "endpoint-slice-controller",
+        endpointslice::run
     );
-    spawn(
-        tasks,
-        "disruption",
-        shutdown,
-        disruption::run(context("disruption-controller")),
-    );
-    spawn(
-        tasks,
-        "nodeipam",
-        shutdown,
-        nodeipam::run(context("node-ipam-controller")),
-    );
-    spawn(
-        tasks,
-        "nodelifecycle",
-        shutdown,
-        nodelifecycle::run(context("node-controller")),
-    );
-    spawn(
-        tasks,
-        "replicaset",
-        shutdown,
-        replicaset::run(context("replicaset-controller")),
-    );
-    spawn(
-        tasks,
-        "deployment",
-        shutdown,
-        deployment::run(context("deployment-controller")),
-    );
-    spawn(tasks, "job", shutdown, job::run(context("job-controller")));
-    spawn(
-        tasks,
-        "cronjob",
-        shutdown,
-        cronjob::run(context("cronjob-controller")),
-    );
-    let ds = daemonset::run(context("daemonset-controller"));
-    spawn(tasks, "daemonset", shutdown, ds);
-    let sts = statefulset::run(context("statefulset-controller"));
-    spawn(tasks, "statefulset", shutdown, sts);
+    start!("disruption", "disruption-controller", disruption::run);
+    start!("nodeipam", "node-ipam-controller", nodeipam::run);
+    start!("nodelifecycle", "node-controller", nodelifecycle::run);
+    start!("replicaset", "replicaset-controller", replicaset::run);
+    start!("deployment", "deployment-controller", deployment::run);
+    start!("job", "job-controller", job::run);
+    start!("cronjob", "cronjob-controller", cronjob::run);
+    start!("daemonset", "daemonset-controller", daemonset::run);
+    start!("statefulset", "statefulset-controller", statefulset::run);
 }

@@ -167,6 +167,11 @@ pub fn node_gone_condition() -> PodCondition {
     }
 }
 
+/// Runs the pod GC with upstream's period, quarantine and threshold.
+pub async fn run(ctx: Arc<Context>) -> Result<()> {
+    PodGc::default().run(ctx).await
+}
+
 impl PodGc {
     /// Runs until the server stops.
     pub async fn run(self, ctx: Arc<Context>) -> Result<()> {

@@ -127,6 +127,18 @@ fn log_rank_diff(a: i128, b: i128, now: i128) -> i64 {
 }
 
 /// Upstream's "after or zero": a missing time sorts first, then the later time.
+/// Whether time `x` (of `a`) ranks as more recent than `y` (of `b`): on a log scale of
+/// their age, the uid breaking a tie; an unknown time counts as the epoch.
+fn more_recent(x: Option<i128>, y: Option<i128>, a: &PodFacts, b: &PodFacts, now: i128) -> bool {
+    match (x, y) {
+        (Some(x), Some(y)) => match log_rank_diff(x, y, now) {
+            0 => a.uid < b.uid,
+            diff => diff < 0,
+        },
+        (x, y) => after_or_zero(x, y),
+    }
+}
+
 fn after_or_zero(a: Option<i128>, b: Option<i128>) -> bool {
     match (a, b) {
         (None, _) | (_, None) => a.is_none(),
@@ -160,16 +172,7 @@ fn less(a: &PodFacts, ra: usize, b: &PodFacts, rb: usize, now: i128) -> bool {
     }
     // 6. Ready for a shorter time < longer.
     if a.ready && b.ready && a.ready_since != b.ready_since {
-        match (a.ready_since, b.ready_since) {
-            (Some(x), Some(y)) => {
-                let diff = log_rank_diff(x, y, now);
-                if diff == 0 {
-                    return a.uid < b.uid;
-                }
-                return diff < 0;
-            }
-            (x, y) => return after_or_zero(x, y),
-        }
+        return more_recent(a.ready_since, b.ready_since, a, b, now);
     }
     // 7. More restarts < fewer.
     if a.restarts != b.restarts {
@@ -177,16 +180,7 @@ fn less(a: &PodFacts, ra: usize, b: &PodFacts, rb: usize, now: i128) -> bool {
     }
     // 8. Newer < older.
     if a.created != b.created {
-        match (a.created, b.created) {
-            (Some(x), Some(y)) => {
-                let diff = log_rank_diff(x, y, now);
-                if diff == 0 {
-                    return a.uid < b.uid;
-                }
-                return diff < 0;
-            }
-            (x, y) => return after_or_zero(x, y),
-        }
+        return more_recent(a.created, b.created, a, b, now);
     }
     false
 }
