@@ -91,9 +91,8 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Upstream's `SetDeploymentRevision`, written at once: kube-apiserver takes a
-    /// Deployment's annotations through the status subresource, skiff only through the
-    /// object itself.
+    /// Upstream's `SetDeploymentRevision`, written at once through the status
+    /// subresource (which takes a Deployment's annotations), as upstream does.
     async fn set_revision(&mut self, revision: &str) -> Result<()> {
         let current = self.d.annotations().get(util::REVISION).map(String::as_str);
         if current == Some(revision) {
@@ -102,7 +101,7 @@ impl Sync<'_> {
         let patch = json!({"metadata": {"annotations": {util::REVISION: revision}}});
         self.d = self
             .d_api()
-            .patch(
+            .patch_status(
                 &self.d.name_any(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
